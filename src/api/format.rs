@@ -1,0 +1,332 @@
+//! Content negotiation and the edge of every request.
+//!
+//! `edge` runs around every route: it picks the response format from a
+//! `.json` or `.xml` suffix (which it strips before routing) or the `Accept`
+//! header, assigns the request id, renders every error in the error shape of
+//! the chosen format (the framework's own 404, 405 and 413 included), and
+//! logs one "request completed" line.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{StatusCode, Uri};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder};
+use serde_json::Value;
+
+use crate::api::error::ApiError;
+
+/// The representation a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Xml,
+}
+
+/// The id of a request, from a well-formed `X-Request-Id` header or drawn
+/// at random.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The format suffix the client put on the path (`.json`, `.xml`), kept so
+/// that page links lead to the same representation.
+#[derive(Debug, Clone, Copy)]
+pub struct PathSuffix(pub &'static str);
+
+/// Longest client-supplied request id that is kept.
+const REQUEST_ID_CHARS_MAX: usize = 64;
+
+fn format_of(request: &HttpRequest) -> Format {
+    request.extensions().get::<Format>().copied().unwrap_or(Format::Json)
+}
+
+pub fn request_id_of(request: &HttpRequest) -> String {
+    request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default()
+}
+
+/// Picks the format from the `Accept` header: XML only when the client
+/// lists an XML type and no JSON type.
+fn format_from_accept(request: &ServiceRequest) -> Format {
+    let Some(accept) = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Format::Json;
+    };
+    let accept = accept.to_ascii_lowercase();
+    let wants_xml = accept.contains("application/xml") || accept.contains("text/xml");
+    if wants_xml && !accept.contains("application/json") {
+        Format::Xml
+    } else {
+        Format::Json
+    }
+}
+
+fn client_request_id(request: &ServiceRequest) -> Option<String> {
+    let value = request.headers().get("x-request-id")?.to_str().ok()?;
+    let well_formed = !value.is_empty()
+        && value.len() <= REQUEST_ID_CHARS_MAX
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    well_formed.then(|| value.to_string())
+}
+
+/// Strips a `.json` or `.xml` suffix from the path, rewriting the URI that
+/// routing sees. Returns the format the suffix names.
+fn strip_format_suffix(request: &mut ServiceRequest) -> Option<Format> {
+    let path = request.path();
+    let (format, stripped) = if let Some(stripped) = path.strip_suffix(".json") {
+        (Format::Json, stripped)
+    } else if let Some(stripped) = path.strip_suffix(".xml") {
+        (Format::Xml, stripped)
+    } else {
+        return None;
+    };
+    let mut target = stripped.to_string();
+    if let Some(query) = request.uri().query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let uri: Uri = target.parse().ok()?;
+    request.match_info_mut().get_mut().update(&uri);
+    request.head_mut().uri = uri;
+    Some(format)
+}
+
+/// The middleware around every route; see the module documentation.
+pub async fn edge(
+    mut request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id =
+        client_request_id(&request).unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+    let method = request.method().clone();
+    let original_path = request.path().to_string();
+    let format = match strip_format_suffix(&mut request) {
+        Some(format) => {
+            let suffix = if format == Format::Xml { ".xml" } else { ".json" };
+            request.extensions_mut().insert(PathSuffix(suffix));
+            format
+        }
+        None => format_from_accept(&request),
+    };
+    request.extensions_mut().insert(format);
+    request.extensions_mut().insert(RequestId(request_id.clone()));
+
+    // Routing needs the only reference to the request, so it cannot be kept
+    // for this error path. Routes turn their errors into responses, so an
+    // error here comes from the framework and is rendered by it.
+    let response = next.call(request).await?.map_into_boxed_body();
+    let mut response = render_error_if_needed(response, format);
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(header::HeaderName::from_static("x-request-id"), value);
+    }
+
+    let status = response.status().as_u16();
+    let latency_us = started.elapsed().as_micros() as u64;
+    if response.status().is_server_error() {
+        let cause = response.response().error().map(|error| error.to_string()).unwrap_or_default();
+        tracing::error!(%method, path = %original_path, status, latency_us, %request_id, %cause, "request completed");
+    } else {
+        tracing::info!(%method, path = %original_path, status, latency_us, %request_id, "request completed");
+    }
+    Ok(response)
+}
+
+/// Replaces the body of an error response with the error shape in `format`,
+/// unless it already is one in JSON and JSON is wanted.
+fn render_error_if_needed(
+    response: ServiceResponse<BoxBody>,
+    format: Format,
+) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    if !status.is_client_error() && !status.is_server_error() {
+        return response;
+    }
+    let existing = response.response().extensions().get::<ApiError>().cloned();
+    if existing.is_some() && format == Format::Json {
+        return response;
+    }
+    let error = existing.unwrap_or_else(|| ApiError::for_status(status));
+    let (request, old) = response.into_parts();
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            builder.append_header((name.clone(), value.clone()));
+        }
+    }
+    if status == StatusCode::UNAUTHORIZED && !old.headers().contains_key(header::WWW_AUTHENTICATE) {
+        builder.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"subledger\""));
+    }
+    let rendered = render(&mut builder, format, "RestException", &error.body());
+    let mut rendered = rendered;
+    rendered.extensions_mut().insert(error);
+    ServiceResponse::new(request, rendered)
+}
+
+fn render(
+    builder: &mut actix_web::HttpResponseBuilder,
+    format: Format,
+    root: &str,
+    body: &Value,
+) -> HttpResponse {
+    match format {
+        Format::Json => builder.content_type("application/json").body(body.to_string()),
+        Format::Xml => {
+            builder.content_type("application/xml; charset=utf-8").body(to_xml(root, body))
+        }
+    }
+}
+
+/// A successful response: a status and a JSON value, rendered as JSON or
+/// XML with `root` as the XML document element.
+pub struct Reply {
+    pub status: StatusCode,
+    pub root: &'static str,
+    pub body: Value,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn ok(root: &'static str, body: Value) -> Reply {
+        Reply { status: StatusCode::OK, root, body, headers: Vec::new() }
+    }
+
+    pub fn created(root: &'static str, body: Value) -> Reply {
+        Reply { status: StatusCode::CREATED, root, body, headers: Vec::new() }
+    }
+
+    pub fn no_content() -> Reply {
+        Reply { status: StatusCode::NO_CONTENT, root: "", body: Value::Null, headers: Vec::new() }
+    }
+
+    /// Marks the reply as the stored result of an earlier, identical request.
+    pub fn replayed(mut self) -> Reply {
+        self.status = StatusCode::OK;
+        self.headers.push(("idempotent-replayed", "true".to_string()));
+        self
+    }
+}
+
+impl Responder for Reply {
+    type Body = BoxBody;
+
+    fn respond_to(self, request: &HttpRequest) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status);
+        for (name, value) in &self.headers {
+            builder.insert_header((*name, value.as_str()));
+        }
+        if self.status == StatusCode::NO_CONTENT {
+            return builder.finish();
+        }
+        render(&mut builder, format_of(request), self.root, &self.body)
+    }
+}
+
+/// Renders a JSON value as an XML document: objects become elements named
+/// by their keys, array items take the singular of the array's name
+/// (`accounts` → `account`, `sip_aliases` → `sip_alias`), and null is an
+/// empty element.
+pub fn to_xml(root: &str, value: &Value) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    write_element(&mut out, root, value);
+    out
+}
+
+fn singular(name: &str) -> String {
+    if let Some(stem) = name.strip_suffix("ses") {
+        format!("{stem}s")
+    } else if let Some(stem) = name.strip_suffix('s') {
+        stem.to_string()
+    } else {
+        format!("{name}_item")
+    }
+}
+
+fn write_element(out: &mut String, name: &str, value: &Value) {
+    match value {
+        Value::Null => {
+            out.push('<');
+            out.push_str(name);
+            out.push_str("/>");
+        }
+        Value::Object(map) => {
+            out.push('<');
+            out.push_str(name);
+            out.push('>');
+            for (key, child) in map {
+                write_element(out, key, child);
+            }
+            out.push_str("</");
+            out.push_str(name);
+            out.push('>');
+        }
+        Value::Array(items) => {
+            out.push('<');
+            out.push_str(name);
+            out.push('>');
+            let item_name = singular(name);
+            for item in items {
+                write_element(out, &item_name, item);
+            }
+            out.push_str("</");
+            out.push_str(name);
+            out.push('>');
+        }
+        Value::String(text) => write_text_element(out, name, text),
+        Value::Bool(flag) => write_text_element(out, name, if *flag { "true" } else { "false" }),
+        Value::Number(number) => write_text_element(out, name, &number.to_string()),
+    }
+}
+
+fn write_text_element(out: &mut String, name: &str, text: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 cannot carry these characters at all, even escaped.
+            c if (c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r'))
+                || matches!(c, '\u{FFFE}' | '\u{FFFF}') =>
+            {
+                out.push('\u{FFFD}')
+            }
+            c => out.push(c),
+        }
+    }
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn xml_names_array_items_singular() {
+        let value = json!({"sip_aliases": ["a", "b"], "accounts": [{"sid": "x"}], "page": 0});
+        let xml = to_xml("List", &value);
+        assert!(
+            xml.contains(
+                "<sip_aliases><sip_alias>a</sip_alias><sip_alias>b</sip_alias></sip_aliases>"
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("<accounts><account><sid>x</sid></account></accounts>"), "{xml}");
+        assert!(xml.contains("<page>0</page>"), "{xml}");
+    }
+
+    #[test]
+    fn xml_escapes_markup_and_controls() {
+        let xml = to_xml("R", &json!({"m": "a<b>&\"'\u{1}", "n": null}));
+        assert!(xml.contains("<m>a&lt;b&gt;&amp;&quot;&apos;\u{FFFD}</m>"), "{xml}");
+        assert!(xml.contains("<n/>"), "{xml}");
+    }
+}

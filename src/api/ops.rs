@@ -1,0 +1,31 @@
+//! Liveness and readiness.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::api::AppState;
+
+/// The process is up and serving HTTP.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// The log is open, the projections are caught up, and the writer accepts
+/// writes. The server only starts listening after recovery, so the first
+/// two hold whenever it answers.
+pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
+    let state = app.ledger.state();
+    let head = app.ledger.store.head();
+    let ready = app.ledger.is_healthy() && state.last_seq == head.seq;
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "last_seq": state.last_seq,
+        "log_head": head.seq,
+        "writer": if app.ledger.is_healthy() { "ok" } else { "stopped after a storage failure" },
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

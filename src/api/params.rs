@@ -1,0 +1,239 @@
+//! Request parameters: the query string and a JSON or form body, merged
+//! into one set of named values.
+//!
+//! Both body types take the same names. A name given twice (in the body, in
+//! the query, or in both) is rejected, and so is any name the operation does
+//! not read: handlers `take` what they use and `finish` rejects the rest.
+//! JSON numbers keep their exact text (serde_json's `arbitrary_precision`),
+//! so amounts never pass through a float; a JSON `null` counts as absent.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::HttpRequest;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+
+use crate::api::error::{codes, ApiError};
+use crate::domain::text::FieldError;
+
+/// Largest request body accepted, chunked or not.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// One parameter's value as it arrived.
+#[derive(Debug, Clone)]
+struct ParamValue {
+    text: String,
+    from_json_number: bool,
+}
+
+/// The parameters of one request.
+#[derive(Debug, Default)]
+pub struct Params {
+    values: BTreeMap<String, ParamValue>,
+    /// Parameters given as JSON `null`: absent, but still counted as given
+    /// for the unknown-parameter check.
+    nulls: Vec<String>,
+}
+
+fn duplicate(name: &str) -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::BAD_REQUEST,
+        codes::DUPLICATE_PARAMETER,
+        format!("parameter {name} is given more than once"),
+    );
+    error.fields.push(FieldError::new(static_name(name), "is given more than once"));
+    error
+}
+
+/// Field names in errors are `&'static str`; request-supplied names are
+/// leaked only through this bounded set of names the API knows, and any
+/// other name is reported as `parameter`.
+fn static_name(name: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "login_id",
+        "password",
+        "encrypt_type",
+        "first_name",
+        "last_name",
+        "email",
+        "mobile_phone",
+        "domain",
+        "currency",
+        "developer_id",
+        "status",
+        "sip_id",
+        "alias",
+        "amount",
+        "type",
+        "pay_method",
+        "refer_trans_id",
+        "desc",
+        "page",
+        "page_size",
+        "start_date",
+        "end_date",
+        "at",
+        "name",
+    ];
+    KNOWN.iter().find(|known| **known == name).copied().unwrap_or("parameter")
+}
+
+fn malformed(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, codes::MALFORMED_BODY, message)
+}
+
+impl Params {
+    /// Reads the query string and, for requests with a body, the body.
+    pub fn from_request(request: &HttpRequest, body: &[u8]) -> Result<Params, ApiError> {
+        let mut params = Params::default();
+        params.add_pairs(request.query_string().as_bytes())?;
+
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|value| value.to_str().unwrap_or("invalid").to_ascii_lowercase());
+        let media_type = content_type
+            .as_deref()
+            .map(|value| value.split(';').next().unwrap_or("").trim().to_string());
+        match media_type.as_deref() {
+            None if body.is_empty() => {}
+            Some("application/json") => params.add_json(body)?,
+            Some("application/x-www-form-urlencoded") => params.add_pairs(body)?,
+            _ => return Err(ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)),
+        }
+        Ok(params)
+    }
+
+    fn insert(&mut self, name: String, value: Option<ParamValue>) -> Result<(), ApiError> {
+        if self.values.contains_key(&name) || self.nulls.contains(&name) {
+            return Err(duplicate(&name));
+        }
+        match value {
+            Some(value) => {
+                self.values.insert(name, value);
+            }
+            None => self.nulls.push(name),
+        }
+        Ok(())
+    }
+
+    fn add_pairs(&mut self, encoded: &[u8]) -> Result<(), ApiError> {
+        if std::str::from_utf8(encoded).is_err() {
+            return Err(malformed("the form body or query string is not valid UTF-8"));
+        }
+        for (name, value) in form_urlencoded::parse(encoded) {
+            let value = ParamValue { text: value.into_owned(), from_json_number: false };
+            self.insert(name.into_owned(), Some(value))?;
+        }
+        Ok(())
+    }
+
+    fn add_json(&mut self, body: &[u8]) -> Result<(), ApiError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let pairs = deserializer
+            .deserialize_map(PairsVisitor)
+            .map_err(|error| malformed(format!("the JSON body is invalid: {error}")))?;
+        deserializer
+            .end()
+            .map_err(|error| malformed(format!("the JSON body is invalid: {error}")))?;
+        for (name, value) in pairs {
+            let value = match value {
+                Value::Null => None,
+                Value::String(text) => Some(ParamValue { text, from_json_number: false }),
+                Value::Number(number) => {
+                    Some(ParamValue { text: number.to_string(), from_json_number: true })
+                }
+                Value::Bool(_) | Value::Array(_) | Value::Object(_) => {
+                    let field = static_name(&name);
+                    let reason = format!("{name} must be a string or a number");
+                    let mut error = ApiError::invalid(field, reason);
+                    error.message = format!("invalid {name}: must be a string or a number");
+                    return Err(error);
+                }
+            };
+            self.insert(name, value)?;
+        }
+        Ok(())
+    }
+
+    /// Removes and returns a parameter's text.
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        self.nulls.retain(|null| null != name);
+        self.values.remove(name).map(|value| value.text)
+    }
+
+    /// Removes and returns a required parameter's text.
+    pub fn required(&mut self, name: &'static str) -> Result<String, ApiError> {
+        self.take(name).ok_or_else(|| ApiError::missing(name))
+    }
+
+    /// Whether a parameter is present (not null).
+    pub fn contains(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    /// Whether a parameter arrived as a JSON number.
+    pub fn is_json_number(&self, name: &str) -> bool {
+        self.values.get(name).is_some_and(|value| value.from_json_number)
+    }
+
+    /// Removes an integer parameter given as a JSON number or a string of
+    /// ASCII digits.
+    pub fn take_integer(&mut self, name: &'static str) -> Result<Option<u32>, ApiError> {
+        let Some(text) = self.take(name) else {
+            return Ok(None);
+        };
+        let is_digits =
+            !text.is_empty() && text.len() <= 9 && text.bytes().all(|b| b.is_ascii_digit());
+        if !is_digits {
+            return Err(ApiError::invalid(
+                name,
+                format!("{name} must be a whole number, got {text:?}"),
+            ));
+        }
+        Ok(Some(text.parse().expect("nine ASCII digits parse as u32")))
+    }
+
+    /// Rejects every parameter that was not taken.
+    pub fn finish(self) -> Result<(), ApiError> {
+        let leftover = self.values.keys().next().or_else(|| self.nulls.first());
+        match leftover {
+            None => Ok(()),
+            Some(name) => {
+                let shown: String = name.chars().take(64).collect();
+                let mut error = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::UNKNOWN_PARAMETER,
+                    format!("unknown parameter {shown:?} for this operation"),
+                );
+                error.fields.push(FieldError::new(
+                    static_name(name),
+                    "is not a parameter of this operation",
+                ));
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Reads a JSON object as its list of members, keeping repeated names.
+struct PairsVisitor;
+
+impl<'de> Visitor<'de> for PairsVisitor {
+    type Value = Vec<(String, Value)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of parameters")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut pairs = Vec::new();
+        while let Some((name, value)) = map.next_entry::<String, Value>()? {
+            pairs.push((name, value));
+        }
+        Ok(pairs)
+    }
+}

@@ -1,0 +1,213 @@
+//! How resources look in responses, and the list conventions: paging
+//! parameters, page links and time filters.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde_json::{json, Value};
+
+use crate::api::error::ApiError;
+use crate::api::format::PathSuffix;
+use crate::api::params::Params;
+use crate::domain::events::AccountStatus;
+use crate::domain::money::{format_amount, format_balance};
+use crate::projection::model::{Account, Developer, SipAccount, SipAlias, Transaction};
+use crate::projection::State;
+use actix_web::{HttpMessage, HttpRequest};
+
+/// Items on a page when `page_size` is not given.
+pub const PAGE_SIZE_DEFAULT: usize = 50;
+/// Largest `page_size` accepted.
+pub const PAGE_SIZE_MAX: usize = 1000;
+/// Largest `page` accepted, so that `page * page_size` cannot overflow.
+pub const PAGE_MAX: usize = 1_000_000;
+
+/// Formats a time as existing clients read it: RFC 2822 in UTC without the
+/// day name, `15 Dec 2014 14:20:25 +0000`.
+pub fn rfc2822(time: DateTime<Utc>) -> String {
+    time.format("%d %b %Y %H:%M:%S +0000").to_string()
+}
+
+/// Parses a time filter in RFC 3339 or RFC 2822; the offset is required.
+pub fn parse_time(field: &'static str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    let parsed: Option<DateTime<FixedOffset>> =
+        DateTime::parse_from_rfc3339(text).ok().or_else(|| DateTime::parse_from_rfc2822(text).ok());
+    parsed.map(|time| time.with_timezone(&Utc)).ok_or_else(|| {
+        ApiError::invalid(
+            field,
+            format!(
+                "{field} must be an RFC 3339 or RFC 2822 time with an offset, such as 2026-01-31T12:00:00Z"
+            ),
+        )
+    })
+}
+
+fn optional(value: &Option<String>) -> Value {
+    value.as_ref().map_or(Value::Null, |text| Value::String(text.clone()))
+}
+
+pub fn account_uri(account: &Account) -> String {
+    format!("/v1/accounts/{}", account.sid)
+}
+
+pub fn account_json(account: &Account) -> Value {
+    let uri = account_uri(account);
+    json!({
+        "sid": account.sid.to_string(),
+        "login_id": account.login_id,
+        "status": account.status.as_str(),
+        "balance": format_balance(account.balance, account.currency),
+        "balance_amount": format_amount(account.balance),
+        "currency": account.currency.code(),
+        "first_name": optional(&account.first_name),
+        "last_name": optional(&account.last_name),
+        "email": optional(&account.email),
+        "phone_number": optional(&account.mobile_phone),
+        "domain": account.domain,
+        "date_created": rfc2822(account.created),
+        "date_updated": rfc2822(account.updated),
+        "sub_resource_uris": {
+            "sip_accounts": format!("{uri}/SIP"),
+            "balances": format!("{uri}/balances"),
+            "transactions": format!("{uri}/balances/transactions"),
+        },
+        "uri": uri,
+    })
+}
+
+pub fn developer_json(developer: &Developer) -> Value {
+    json!({
+        "sid": developer.sid.to_string(),
+        "name": developer.name,
+        "date_created": rfc2822(developer.created),
+        "uri": format!("/v1/developers/{}", developer.sid),
+    })
+}
+
+/// The status a SIP account or alias shows: its sub-account's.
+fn sip_status(state: &State, account: crate::domain::ids::Sid) -> &'static str {
+    state.accounts.get(&account).map_or(AccountStatus::Active, |account| account.status).as_str()
+}
+
+pub fn sip_account_json(state: &State, sip: &SipAccount) -> Value {
+    let uri = format!("/v1/accounts/{}/SIP/{}", sip.account, sip.sid);
+    let aliases: Vec<Value> = sip
+        .aliases
+        .iter()
+        .filter_map(|sid| state.sip_aliases.get(sid))
+        .map(|alias| Value::String(alias.alias.clone()))
+        .collect();
+    json!({
+        "sid": sip.sid.to_string(),
+        "account_sid": sip.account.to_string(),
+        "sip_id": sip.sip_id,
+        "sip_aliases": aliases,
+        "domain": sip.domain,
+        "status": sip_status(state, sip.account),
+        "date_created": rfc2822(sip.created),
+        "date_updated": rfc2822(sip.updated),
+        "sub_resource_uris": { "sip_aliases": format!("{uri}/aliases") },
+        "uri": uri,
+    })
+}
+
+pub fn sip_alias_json(state: &State, alias: &SipAlias) -> Value {
+    json!({
+        "sid": alias.sid.to_string(),
+        "account_sid": alias.account.to_string(),
+        "sip_sid": alias.sip.to_string(),
+        "sip_alias": alias.alias,
+        "domain": alias.domain,
+        "status": sip_status(state, alias.account),
+        "date_created": rfc2822(alias.created),
+        "date_updated": rfc2822(alias.updated),
+        "uri": format!("/v1/accounts/{}/SIP/{}/aliases/{}", alias.account, alias.sip, alias.sid),
+    })
+}
+
+pub fn transaction_json(transaction: &Transaction) -> Value {
+    json!({
+        "sid": transaction.sid.to_string(),
+        "account_sid": transaction.account.to_string(),
+        "amount": format_amount(transaction.amount),
+        "currency": transaction.currency.code(),
+        "type": transaction.kind.as_str(),
+        "pay_method": transaction.pay_method,
+        "refer_trans_id": optional(&transaction.refer_trans_id),
+        "desc": optional(&transaction.desc),
+        "balance": format_balance(transaction.balance_after, transaction.currency),
+        "balance_amount": format_amount(transaction.balance_after),
+        "date_created": rfc2822(transaction.created),
+        "date_updated": rfc2822(transaction.created),
+        "uri": format!(
+            "/v1/accounts/{}/balances/transactions/{}",
+            transaction.account, transaction.sid
+        ),
+    })
+}
+
+/// A page request: `page` from 0 and `page_size` from 1 to 1000.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub page: usize,
+    pub page_size: usize,
+}
+
+impl PageRequest {
+    pub fn from_params(params: &mut Params) -> Result<PageRequest, ApiError> {
+        let page = params.take_integer("page")?.unwrap_or(0) as usize;
+        if page > PAGE_MAX {
+            return Err(ApiError::invalid("page", format!("page must be at most {PAGE_MAX}")));
+        }
+        let page_size =
+            params.take_integer("page_size")?.map_or(PAGE_SIZE_DEFAULT, |size| size as usize);
+        if !(1..=PAGE_SIZE_MAX).contains(&page_size) {
+            return Err(ApiError::invalid(
+                "page_size",
+                format!("page_size must be from 1 to {PAGE_SIZE_MAX}"),
+            ));
+        }
+        Ok(PageRequest { page, page_size })
+    }
+
+    /// Takes this page out of `items`, and whether a next page has items.
+    pub fn slice<T>(&self, items: impl Iterator<Item = T>) -> (Vec<T>, bool) {
+        let skip = self.page * self.page_size;
+        let mut rest = items.skip(skip);
+        let page: Vec<T> = rest.by_ref().take(self.page_size).collect();
+        let has_next = page.len() == self.page_size && rest.next().is_some();
+        (page, has_next)
+    }
+}
+
+/// Builds a list response: the items under `collection` and the paging
+/// fields, with the filters kept in every page link.
+pub fn list_json(
+    request: &HttpRequest,
+    collection: &str,
+    items: Vec<Value>,
+    page: PageRequest,
+    has_next: bool,
+    filters: &[(&str, String)],
+) -> Value {
+    let suffix = request.extensions().get::<PathSuffix>().map_or("", |suffix| suffix.0);
+    let base = format!("{}{suffix}", request.path());
+    let link = |page_number: usize| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("page", &page_number.to_string());
+        query.append_pair("page_size", &page.page_size.to_string());
+        for (name, value) in filters {
+            query.append_pair(name, value);
+        }
+        format!("{base}?{}", query.finish())
+    };
+    let mut body = serde_json::Map::new();
+    body.insert(collection.to_string(), Value::Array(items));
+    body.insert("page".into(), json!(page.page));
+    body.insert("page_size".into(), json!(page.page_size));
+    body.insert("uri".into(), json!(link(page.page)));
+    body.insert("first_page_uri".into(), json!(link(0)));
+    let next = if has_next { json!(link(page.page + 1)) } else { Value::Null };
+    body.insert("next_page_uri".into(), next);
+    let previous = if page.page > 0 { json!(link(page.page - 1)) } else { Value::Null };
+    body.insert("previous_page_uri".into(), previous);
+    Value::Object(body)
+}

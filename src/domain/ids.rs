@@ -1,0 +1,191 @@
+//! Resource ids: a two-letter prefix naming the kind of resource and 32
+//! lower-case hex digits, 34 characters in all (`AC` followed by 128 random
+//! bits). Ids are kept as a kind and a `u128` so that maps keyed by them stay
+//! small and compare fast; the text form exists only at the edges.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Length of an id in text form: two prefix letters and 32 hex digits.
+pub const SID_CHARS: usize = 34;
+
+/// The kind of resource an id names, given by its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SidKind {
+    Developer,
+    Account,
+    SipAccount,
+    SipAlias,
+    Transaction,
+}
+
+impl SidKind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            SidKind::Developer => "DV",
+            SidKind::Account => "AC",
+            SidKind::SipAccount => "SC",
+            SidKind::SipAlias => "SA",
+            SidKind::Transaction => "BA",
+        }
+    }
+
+    fn from_prefix(prefix: &str) -> Option<SidKind> {
+        match prefix {
+            "DV" => Some(SidKind::Developer),
+            "AC" => Some(SidKind::Account),
+            "SC" => Some(SidKind::SipAccount),
+            "SA" => Some(SidKind::SipAlias),
+            "BA" => Some(SidKind::Transaction),
+            _ => None,
+        }
+    }
+}
+
+/// A resource id such as `AC5d130a2fe4d483a29d1939f0003ae8e9`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sid {
+    kind: SidKind,
+    // Two halves instead of one `u128`, which is 16-byte aligned and would
+    // make every id 32 bytes instead of 24.
+    high: u64,
+    low: u64,
+}
+
+impl Sid {
+    pub fn new(kind: SidKind, value: u128) -> Sid {
+        let high = (value >> 64) as u64;
+        let low = value as u64;
+        Sid { kind, high, low }
+    }
+
+    pub fn value(self) -> u128 {
+        (u128::from(self.high) << 64) | u128::from(self.low)
+    }
+
+    /// Draws a fresh id from the operating system's random source.
+    pub fn generate(kind: SidKind) -> Sid {
+        Sid::new(kind, rand::random::<u128>())
+    }
+
+    pub fn kind(self) -> SidKind {
+        self.kind
+    }
+
+    /// Parses the text form; `None` for anything that is not exactly a known
+    /// prefix and 32 lower-case hex digits.
+    pub fn parse(text: &str) -> Option<Sid> {
+        if text.len() != SID_CHARS || !text.is_ascii() {
+            return None;
+        }
+        let (prefix, digits) = text.split_at(2);
+        let kind = SidKind::from_prefix(prefix)?;
+        let is_lower_hex = digits.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !is_lower_hex {
+            return None;
+        }
+        let value = u128::from_str_radix(digits, 16).ok()?;
+        Some(Sid::new(kind, value))
+    }
+
+    /// Parses the text form and requires the given kind.
+    pub fn parse_kind(text: &str, kind: SidKind) -> Option<Sid> {
+        Sid::parse(text).filter(|sid| sid.kind == kind)
+    }
+}
+
+impl fmt::Display for Sid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{:016x}{:016x}", self.kind.prefix(), self.high, self.low)
+    }
+}
+
+impl fmt::Debug for Sid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Sid {
+    type Err = InvalidSid;
+
+    fn from_str(text: &str) -> Result<Sid, InvalidSid> {
+        Sid::parse(text).ok_or(InvalidSid)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid id: expected a two-letter prefix and 32 lower-case hex digits")]
+pub struct InvalidSid;
+
+impl Serialize for Sid {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            (self.kind as u8, self.high, self.low).serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Sid {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Sid, D::Error> {
+        use serde::de::Error;
+        if deserializer.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            Sid::parse(&text).ok_or_else(|| D::Error::custom(InvalidSid))
+        } else {
+            let (tag, high, low) = <(u8, u64, u64)>::deserialize(deserializer)?;
+            let kind = match tag {
+                0 => SidKind::Developer,
+                1 => SidKind::Account,
+                2 => SidKind::SipAccount,
+                3 => SidKind::SipAlias,
+                4 => SidKind::Transaction,
+                _ => return Err(D::Error::custom("unknown id kind")),
+            };
+            Ok(Sid { kind, high, low })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sid_round_trips_through_text() {
+        let sid = Sid::new(SidKind::Account, 0x5d13_0a2f);
+        let text = sid.to_string();
+        assert_eq!(text, "AC0000000000000000000000005d130a2f");
+        assert_eq!(Sid::parse(&text), Some(sid));
+    }
+
+    #[test]
+    fn sid_rejects_malformed_text() {
+        let cases = [
+            "",
+            "AC",
+            "XX0000000000000000000000005d130a2f",
+            "ac0000000000000000000000005d130a2f",
+            "AC0000000000000000000000005D130A2F",
+            "AC0000000000000000000000005d130a2",
+            "AC0000000000000000000000005d130a2f0",
+            "AC+000000000000000000000005d130a2f",
+            "AC00000000000000000000000005d130aé",
+        ];
+        for case in cases {
+            assert_eq!(Sid::parse(case), None, "{case:?} must not parse");
+        }
+    }
+
+    #[test]
+    fn sid_parse_kind_checks_prefix() {
+        let sid = Sid::generate(SidKind::SipAccount);
+        let text = sid.to_string();
+        assert_eq!(Sid::parse_kind(&text, SidKind::SipAccount), Some(sid));
+        assert_eq!(Sid::parse_kind(&text, SidKind::Account), None);
+    }
+}

@@ -1,0 +1,380 @@
+//! The single writer: the only code that appends to the event log.
+//!
+//! Handlers send commands over a bounded channel. The writer takes every
+//! command waiting (up to `WRITER_BATCH_COMMANDS_MAX`), decides each against
+//! its working copy of the state and folds the accepted events in at once,
+//! so later commands of a batch see earlier ones. The whole batch is then
+//! appended in one durable write (group commit), the working copy is
+//! published to readers, and only then is every command answered.
+//!
+//! If the log cannot make a batch durable, the writer stops taking writes:
+//! it answers that batch and every later command with `Unavailable` and the
+//! service reports itself not ready. Whether the failed batch reached the
+//! disk is decided by the log at the next start; clients retry postings
+//! with the same `refer_trans_id` and get the original back if it landed.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::error::DomainError;
+use crate::domain::events::{EventMeta, IdempotencyRecord};
+use crate::ledger::command::{Command, CommandContext, Outcome};
+use crate::ledger::decide::decide;
+use crate::projection::State;
+use crate::store::{EventStore, PendingEvent};
+
+/// Commands decided and committed together at most. A batch of this many
+/// sub-account creations is about 3,000 events, well within one sled
+/// transaction.
+pub const WRITER_BATCH_COMMANDS_MAX: usize = 1024;
+/// Commands that may wait for the writer before senders wait in turn.
+pub const COMMAND_QUEUE_CAPACITY: usize = 8192;
+
+type Reply = oneshot::Sender<Result<Outcome, DomainError>>;
+
+struct Request {
+    context: CommandContext,
+    command: Command,
+    reply: Reply,
+}
+
+enum Message {
+    Command(Box<Request>),
+    /// Finish the commands queued before this one, then exit.
+    Stop,
+}
+
+/// Counters the writer keeps for metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub batches: AtomicU64,
+    pub commands: AtomicU64,
+    pub events: AtomicU64,
+    /// Sum of the durable-append latencies, in microseconds.
+    pub commit_micros: AtomicU64,
+    /// Batch sizes (commands) by power-of-two bucket: 1, 2, 4, … 1024.
+    pub batch_size_buckets: [AtomicU64; 11],
+    /// Durable-append latency by bucket, see `COMMIT_LATENCY_BUCKETS_MICROS`.
+    pub commit_latency_buckets: [AtomicU64; 12],
+}
+
+/// Upper bounds of the commit latency buckets, in microseconds.
+pub const COMMIT_LATENCY_BUCKETS_MICROS: [u64; 12] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+impl WriterStats {
+    fn record_batch(&self, commands: usize, events: usize, commit_micros: Option<u64>) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.commands.fetch_add(commands as u64, Ordering::Relaxed);
+        self.events.fetch_add(events as u64, Ordering::Relaxed);
+        let bucket = (usize::BITS - commands.max(1).leading_zeros() - 1) as usize;
+        self.batch_size_buckets[bucket.min(10)].fetch_add(1, Ordering::Relaxed);
+        if let Some(micros) = commit_micros {
+            self.commit_micros.fetch_add(micros, Ordering::Relaxed);
+            let bucket = COMMIT_LATENCY_BUCKETS_MICROS
+                .iter()
+                .position(|bound| micros <= *bound)
+                .unwrap_or(COMMIT_LATENCY_BUCKETS_MICROS.len() - 1);
+            self.commit_latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Settings of the writer.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Write a projection snapshot each time the log passes a multiple of
+    /// this many events; 0 disables snapshots.
+    pub snapshot_interval_events: u64,
+}
+
+/// The handle the API holds: sends commands and reads the published state.
+#[derive(Clone)]
+pub struct Ledger {
+    sender: mpsc::Sender<Message>,
+    published: Arc<ArcSwap<State>>,
+    failed: Arc<AtomicBool>,
+    pub stats: Arc<WriterStats>,
+    pub store: Arc<dyn EventStore>,
+}
+
+impl Ledger {
+    /// Starts the writer thread on a recovered state.
+    pub fn start(
+        store: Arc<dyn EventStore>,
+        state: State,
+        config: WriterConfig,
+    ) -> (Ledger, JoinHandle<()>) {
+        let (sender, receiver) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
+        let published = Arc::new(ArcSwap::from_pointee(state));
+        let failed = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(WriterStats::default());
+        let writer = Writer {
+            receiver,
+            store: store.clone(),
+            published: published.clone(),
+            failed: failed.clone(),
+            stats: stats.clone(),
+            config,
+            last_recorded_at: None,
+            snapshot_running: Arc::new(AtomicBool::new(false)),
+        };
+        let handle = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer.run())
+            .expect("the operating system starts the writer thread");
+        (Ledger { sender, published, failed, stats, store }, handle)
+    }
+
+    /// Sends a command and waits until it is decided and, if it changed
+    /// anything, durable and visible to readers.
+    pub async fn submit(
+        &self,
+        context: CommandContext,
+        command: Command,
+    ) -> Result<Outcome, DomainError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request { context, command, reply };
+        if self.sender.send(Message::Command(Box::new(request))).await.is_err() {
+            return Err(DomainError::Unavailable("the ledger writer has stopped".into()));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(DomainError::Unavailable("the ledger writer has stopped".into()))
+        })
+    }
+
+    /// Asks the writer to exit after the commands already queued. Commands
+    /// sent later are answered `Unavailable`.
+    pub fn stop(&self) {
+        if self.sender.try_send(Message::Stop).is_err() {
+            // The queue is full or closed; a blocking send from this
+            // synchronous context still delivers the stop in order.
+            let _ = self.sender.blocking_send(Message::Stop);
+        }
+    }
+
+    /// The newest published state.
+    pub fn state(&self) -> Arc<State> {
+        self.published.load_full()
+    }
+
+    /// Whether the writer still accepts writes.
+    pub fn is_healthy(&self) -> bool {
+        !self.failed.load(Ordering::Acquire)
+    }
+}
+
+struct Writer {
+    receiver: mpsc::Receiver<Message>,
+    store: Arc<dyn EventStore>,
+    published: Arc<ArcSwap<State>>,
+    failed: Arc<AtomicBool>,
+    stats: Arc<WriterStats>,
+    config: WriterConfig,
+    /// Recorded times never go backwards, even if the clock does.
+    last_recorded_at: Option<DateTime<Utc>>,
+    snapshot_running: Arc<AtomicBool>,
+}
+
+/// A decided command waiting for the batch's commit.
+struct Decided {
+    reply: Reply,
+    result: Result<Outcome, DomainError>,
+    wrote_events: bool,
+}
+
+impl Writer {
+    fn run(mut self) {
+        tracing::info!("ledger writer started");
+        let mut batch = Vec::with_capacity(WRITER_BATCH_COMMANDS_MAX);
+        let mut stopping = false;
+        while !stopping {
+            match self.receiver.blocking_recv() {
+                Some(Message::Command(request)) => batch.push(*request),
+                Some(Message::Stop) | None => break,
+            }
+            while batch.len() < WRITER_BATCH_COMMANDS_MAX {
+                match self.receiver.try_recv() {
+                    Ok(Message::Command(request)) => batch.push(*request),
+                    Ok(Message::Stop) => {
+                        stopping = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.process(&mut batch);
+        }
+        self.receiver.close();
+        while let Ok(message) = self.receiver.try_recv() {
+            if let Message::Command(request) = message {
+                let error = DomainError::Unavailable("the service is shutting down".into());
+                let _ = request.reply.send(Err(error));
+            }
+        }
+        tracing::info!("ledger writer stopped");
+    }
+
+    fn next_recorded_at(&mut self) -> DateTime<Utc> {
+        let now = Utc::now();
+        let at = match self.last_recorded_at {
+            Some(last) if last > now => last,
+            _ => now,
+        };
+        self.last_recorded_at = Some(at);
+        at
+    }
+
+    fn process(&mut self, batch: &mut Vec<Request>) {
+        let command_count = batch.len();
+        if self.failed.load(Ordering::Acquire) {
+            for request in batch.drain(..) {
+                let error = DomainError::Unavailable(
+                    "writes are stopped after a storage failure; restart the service".into(),
+                );
+                let _ = request.reply.send(Err(error));
+            }
+            return;
+        }
+
+        // Decide every command against the working state, folding accepted
+        // events in as we go.
+        let published = self.published.load_full();
+        let mut working = State::clone(&published);
+        let recorded_at = self.next_recorded_at();
+        let mut pending = Vec::new();
+        let mut decided = Vec::with_capacity(command_count);
+        for request in batch.drain(..) {
+            let before = pending.len();
+            let result = decide_one(&mut working, &request, recorded_at, &mut pending);
+            let wrote_events = pending.len() > before;
+            decided.push(Decided { reply: request.reply, result, wrote_events });
+        }
+
+        // Commit, publish, answer.
+        let mut commit_micros = None;
+        if !pending.is_empty() {
+            let started = Instant::now();
+            let appended = self.store.append(&pending);
+            commit_micros = Some(started.elapsed().as_micros() as u64);
+            if let Err(error) = appended {
+                tracing::error!(
+                    %error,
+                    first_seq = pending[0].seq,
+                    events = pending.len(),
+                    "durable append failed; the writer stops taking writes"
+                );
+                self.failed.store(true, Ordering::Release);
+                for entry in decided {
+                    let result = if entry.wrote_events {
+                        Err(DomainError::Unavailable(format!(
+                            "the write could not be made durable ({error}); its outcome is known after a restart"
+                        )))
+                    } else {
+                        entry.result
+                    };
+                    let _ = entry.reply.send(result);
+                }
+                return;
+            }
+            self.published.store(Arc::new(working));
+        }
+        self.stats.record_batch(command_count, pending.len(), commit_micros);
+        for entry in decided {
+            let _ = entry.reply.send(entry.result);
+        }
+        if let Some(last) = pending.last() {
+            self.maybe_snapshot(pending[0].seq, last.seq);
+        }
+    }
+
+    /// Starts a snapshot in the background when the batch crossed a multiple
+    /// of the snapshot interval and none is running.
+    fn maybe_snapshot(&self, first_seq: u64, last_seq: u64) {
+        let interval = self.config.snapshot_interval_events;
+        if interval == 0 || (first_seq - 1) / interval == last_seq / interval {
+            return;
+        }
+        if self.snapshot_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let state = self.published.load_full();
+        let store = self.store.clone();
+        let running = self.snapshot_running.clone();
+        std::thread::spawn(move || {
+            crate::ledger::recovery::write_snapshot(store.as_ref(), &state);
+            running.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Decides one command, folds its events into `working` and adds them to
+/// `pending`. A rejected command leaves both untouched.
+fn decide_one(
+    working: &mut State,
+    request: &Request,
+    recorded_at: DateTime<Utc>,
+    pending: &mut Vec<PendingEvent>,
+) -> Result<Outcome, DomainError> {
+    let context = &request.context;
+
+    // A repeated Idempotency-Key returns the first result, or a conflict if
+    // the request differs.
+    if let Some((key, fingerprint)) = &context.idempotency {
+        let lookup = (context.actor.to_text(), key.clone());
+        if let Some(earlier) = working.idempotency.get(&lookup) {
+            if &earlier.fingerprint == fingerprint {
+                return Ok(Outcome::Replayed(earlier.resource));
+            }
+            let message =
+                format!("Idempotency-Key {key:?} was already used for a different request");
+            return Err(DomainError::IdempotencyMismatch { message, fields: Vec::new() });
+        }
+    }
+
+    let decision = decide(working, &request.command)?;
+    let resource = match decision.outcome {
+        Outcome::Done(sid) | Outcome::Replayed(sid) => sid,
+    };
+    let is_new = matches!(decision.outcome, Outcome::Done(_));
+
+    // Fold the events into a scratch copy first, so that an event the state
+    // rejects (a bug in `decide`) leaves nothing half-applied.
+    let mut next = working.clone();
+    let mut new_events = Vec::with_capacity(decision.events.len());
+    for (index, event) in decision.events.into_iter().enumerate() {
+        let idempotency = match (&context.idempotency, index, is_new) {
+            (Some((key, fingerprint)), 0, true) => Some(IdempotencyRecord {
+                key: key.clone(),
+                fingerprint: fingerprint.clone(),
+                resource,
+            }),
+            _ => None,
+        };
+        let meta = EventMeta {
+            recorded_at,
+            actor: context.actor,
+            request_id: context.request_id.clone(),
+            idempotency,
+        };
+        let stream = event.stream();
+        let version = next.stream_versions.get(&stream).copied().unwrap_or(0) + 1;
+        let seq = next.last_seq + 1;
+        if let Err(error) = next.apply(seq, &meta, &event) {
+            tracing::error!(%error, request_id = %context.request_id, "decided event does not apply");
+            return Err(DomainError::ConcurrencyConflict(format!(
+                "the request conflicts with the current state: {error}"
+            )));
+        }
+        new_events.push(PendingEvent { seq, stream, version, meta, event });
+    }
+    *working = next;
+    pending.extend(new_events);
+    Ok(decision.outcome)
+}

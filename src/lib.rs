@@ -1,0 +1,11 @@
+//! subledger: sub-accounts, SIP accounts and aliases, and a prepaid balance
+//! per sub-account, kept as an append-only, hash-chained event log with
+//! projections rebuilt from it and served over a REST API.
+
+pub mod api;
+pub mod crypto;
+pub mod domain;
+pub mod ledger;
+pub mod projection;
+pub mod server;
+pub mod store;

@@ -1,0 +1,447 @@
+//! Projections: the read views folded from the event log.
+//!
+//! `State` holds every view in persistent maps (`im`), so that a clone is
+//! cheap and shares structure. The writer folds each batch into its own copy
+//! and publishes it after the batch is durable; readers hold an `Arc` of the
+//! last published copy and never wait. Live state, a cold start and a full
+//! replay apply the same `State::apply`, and `state_hash` proves they agree.
+
+pub mod model;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use im::{OrdMap, Vector};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::events::{AccountStatus, Event, EventMeta};
+use crate::domain::ids::Sid;
+use crate::domain::money::{checked_add, Currency};
+use crate::domain::text::fold_name;
+use crate::store::RecordedEvent;
+
+pub use model::{
+    Account, Developer, IdempotentRequest, PostingType, SipAccount, SipAlias, Transaction,
+};
+
+/// The key of a SIP name: the lower-case domain and the folded name. SIP ids
+/// and aliases share one namespace per domain.
+pub type SipNameKey = (String, String);
+
+/// The key of a payment reference: developer, pay method and reference.
+pub type ReferenceKey = (Sid, u16, String);
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Sequence number of the last event folded in.
+    pub last_seq: u64,
+    pub developers: OrdMap<Sid, Arc<Developer>>,
+    pub accounts: OrdMap<Sid, Arc<Account>>,
+    /// Every sub-account in creation order.
+    pub account_order: Vector<Sid>,
+    /// Each developer's sub-accounts in creation order.
+    pub developer_accounts: OrdMap<Sid, Vector<Sid>>,
+    /// Folded `login_id` to sub-account.
+    pub logins: OrdMap<String, Sid>,
+    pub sip_accounts: OrdMap<Sid, Arc<SipAccount>>,
+    /// Each sub-account's SIP accounts in creation order.
+    pub account_sip_accounts: OrdMap<Sid, Vector<Sid>>,
+    pub sip_aliases: OrdMap<Sid, Arc<SipAlias>>,
+    /// SIP ids and aliases by domain and folded name, to their owner.
+    pub sip_names: OrdMap<SipNameKey, Sid>,
+    pub transactions: OrdMap<Sid, Arc<Transaction>>,
+    /// Each sub-account's transactions in posting order.
+    pub account_transactions: OrdMap<Sid, Vector<Sid>>,
+    /// Each developer's transactions in posting order.
+    pub developer_transactions: OrdMap<Sid, Vector<Sid>>,
+    /// Every transaction in posting order.
+    pub transaction_order: Vector<Sid>,
+    pub references: OrdMap<ReferenceKey, Sid>,
+    /// `Idempotency-Key` by actor (`platform` or a developer sid) and key.
+    pub idempotency: OrdMap<(String, String), IdempotentRequest>,
+    /// Balance of every ledger account (sub-accounts and contra accounts) by
+    /// currency. All of them together sum to zero per currency.
+    pub ledger_balances: OrdMap<(String, Currency), Decimal>,
+    pub stream_versions: OrdMap<Sid, u64>,
+}
+
+/// An event that does not fit the state it is applied to: the log is
+/// damaged or the writer broke a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event {seq} cannot be applied: {reason}")]
+pub struct ApplyError {
+    pub seq: u64,
+    pub reason: String,
+}
+
+fn missing(seq: u64, what: &str, sid: Sid) -> ApplyError {
+    ApplyError { seq, reason: format!("{what} {sid} does not exist") }
+}
+
+/// The ledger account name of a sub-account's balance.
+pub fn subaccount_ledger_name(account: Sid) -> String {
+    format!("subaccount:{account}")
+}
+
+impl State {
+    /// Folds a recorded event in, checking its sequence and stream version.
+    pub fn apply_recorded(&mut self, recorded: &RecordedEvent) -> Result<(), ApplyError> {
+        let seq = recorded.seq;
+        if seq != self.last_seq + 1 {
+            let reason = format!("expected sequence {}", self.last_seq + 1);
+            return Err(ApplyError { seq, reason });
+        }
+        let stream_version = self.stream_versions.get(&recorded.stream).copied().unwrap_or(0);
+        if recorded.version != stream_version + 1 {
+            let reason = format!(
+                "stream {} is at version {stream_version}, event has version {}",
+                recorded.stream, recorded.version
+            );
+            return Err(ApplyError { seq, reason });
+        }
+        if recorded.event.stream() != recorded.stream {
+            let reason = format!("event belongs to stream {}", recorded.event.stream());
+            return Err(ApplyError { seq, reason });
+        }
+        self.apply(seq, &recorded.meta, &recorded.event)
+    }
+
+    /// Folds one event in. The caller has checked the sequence number.
+    pub fn apply(&mut self, seq: u64, meta: &EventMeta, event: &Event) -> Result<(), ApplyError> {
+        let at = meta.recorded_at;
+        match event {
+            Event::DeveloperCreated(e) => {
+                let mut api_key_sha256 = [0u8; 32];
+                hex::decode_to_slice(&e.api_key_sha256, &mut api_key_sha256).map_err(|_| {
+                    ApplyError { seq, reason: "api_key_sha256 is not 64 hex digits".into() }
+                })?;
+                let developer =
+                    Developer { sid: e.sid, name: e.name.clone(), api_key_sha256, created: at };
+                if self.developers.insert(e.sid, Arc::new(developer)).is_some() {
+                    return Err(ApplyError { seq, reason: format!("developer {} exists", e.sid) });
+                }
+            }
+            Event::SubAccountCreated(e) => {
+                if self.accounts.contains_key(&e.sid) {
+                    return Err(ApplyError { seq, reason: format!("account {} exists", e.sid) });
+                }
+                if !self.developers.contains_key(&e.developer_sid) {
+                    return Err(missing(seq, "developer", e.developer_sid));
+                }
+                let account = Account {
+                    sid: e.sid,
+                    developer: e.developer_sid,
+                    login_id: e.login_id.clone(),
+                    status: AccountStatus::Active,
+                    first_name: e.first_name.clone(),
+                    last_name: e.last_name.clone(),
+                    email: e.email.clone(),
+                    mobile_phone: e.mobile_phone.clone(),
+                    domain: e.domain.clone(),
+                    currency: e.currency,
+                    balance: Decimal::ZERO,
+                    balance_updated: at,
+                    created: at,
+                    updated: at,
+                };
+                self.accounts.insert(e.sid, Arc::new(account));
+                self.account_order.push_back(e.sid);
+                self.developer_accounts.entry(e.developer_sid).or_default().push_back(e.sid);
+                if self.logins.insert(fold_name(&e.login_id), e.sid).is_some() {
+                    return Err(ApplyError {
+                        seq,
+                        reason: format!("login_id {} is taken", e.login_id),
+                    });
+                }
+            }
+            Event::SubAccountUpdated(e) => {
+                let mut account = self.account_for_change(seq, e.sid)?;
+                if let Some(value) = &e.first_name {
+                    account.first_name = Some(value.clone());
+                }
+                if let Some(value) = &e.last_name {
+                    account.last_name = Some(value.clone());
+                }
+                if let Some(value) = &e.email {
+                    account.email = Some(value.clone());
+                }
+                if let Some(value) = &e.mobile_phone {
+                    account.mobile_phone = Some(value.clone());
+                }
+                if let Some(value) = &e.domain {
+                    account.domain = value.clone();
+                }
+                account.updated = at;
+                self.accounts.insert(e.sid, Arc::new(account));
+            }
+            Event::SubAccountStatusChanged(e) => {
+                let mut account = self.account_for_change(seq, e.sid)?;
+                if account.status != e.from {
+                    let reason = format!(
+                        "account {} is {}, not {}",
+                        e.sid,
+                        account.status.as_str(),
+                        e.from.as_str()
+                    );
+                    return Err(ApplyError { seq, reason });
+                }
+                account.status = e.to;
+                account.updated = at;
+                self.accounts.insert(e.sid, Arc::new(account));
+            }
+            Event::SipAccountCreated(e) => {
+                self.account_for_change(seq, e.account_sid)?;
+                let sip = SipAccount {
+                    sid: e.sid,
+                    account: e.account_sid,
+                    sip_id: e.sip_id.clone(),
+                    domain: e.domain.clone(),
+                    aliases: Vector::new(),
+                    created: at,
+                    updated: at,
+                };
+                if self.sip_accounts.insert(e.sid, Arc::new(sip)).is_some() {
+                    return Err(ApplyError {
+                        seq,
+                        reason: format!("SIP account {} exists", e.sid),
+                    });
+                }
+                self.account_sip_accounts.entry(e.account_sid).or_default().push_back(e.sid);
+                self.claim_sip_name(seq, &e.domain, &e.sip_id, e.sid)?;
+            }
+            Event::SipAccountUpdated(e) => {
+                let mut sip = self.sip_account(seq, e.sid)?;
+                if sip.domain != e.domain {
+                    // Move the SIP id and every alias to the new domain.
+                    self.release_sip_name(&sip.domain, &sip.sip_id);
+                    self.claim_sip_name(seq, &e.domain, &sip.sip_id, sip.sid)?;
+                    for alias_sid in sip.aliases.iter() {
+                        let mut alias = self.alias(seq, *alias_sid)?;
+                        self.release_sip_name(&alias.domain, &alias.alias);
+                        self.claim_sip_name(seq, &e.domain, &alias.alias, alias.sid)?;
+                        alias.domain = e.domain.clone();
+                        alias.updated = at;
+                        self.sip_aliases.insert(alias.sid, Arc::new(alias));
+                    }
+                    sip.domain = e.domain.clone();
+                }
+                sip.updated = at;
+                self.sip_accounts.insert(e.sid, Arc::new(sip));
+            }
+            Event::SipAccountDeleted(e) => {
+                let sip = self.sip_account(seq, e.sid)?;
+                let listed: Vec<Sid> = sip.aliases.iter().copied().collect();
+                if listed != e.alias_sids {
+                    let reason =
+                        format!("SIP account {} has other aliases than the event lists", e.sid);
+                    return Err(ApplyError { seq, reason });
+                }
+                for alias_sid in &e.alias_sids {
+                    let alias = self.alias(seq, *alias_sid)?;
+                    self.release_sip_name(&alias.domain, &alias.alias);
+                    self.sip_aliases.remove(alias_sid);
+                }
+                self.release_sip_name(&sip.domain, &sip.sip_id);
+                self.sip_accounts.remove(&e.sid);
+                if let Some(list) = self.account_sip_accounts.get_mut(&sip.account) {
+                    list.retain(|sid| *sid != e.sid);
+                }
+            }
+            Event::SipAliasAdded(e) => {
+                let mut sip = self.sip_account(seq, e.sip_sid)?;
+                if sip.domain != e.domain || sip.account != e.account_sid {
+                    let reason = format!("alias {} does not match its SIP account", e.sid);
+                    return Err(ApplyError { seq, reason });
+                }
+                let alias = SipAlias {
+                    sid: e.sid,
+                    account: e.account_sid,
+                    sip: e.sip_sid,
+                    alias: e.alias.clone(),
+                    domain: e.domain.clone(),
+                    created: at,
+                    updated: at,
+                };
+                if self.sip_aliases.insert(e.sid, Arc::new(alias)).is_some() {
+                    return Err(ApplyError { seq, reason: format!("alias {} exists", e.sid) });
+                }
+                self.claim_sip_name(seq, &e.domain, &e.alias, e.sid)?;
+                sip.aliases.push_back(e.sid);
+                self.sip_accounts.insert(sip.sid, Arc::new(sip));
+            }
+            Event::SipAliasChanged(e) => {
+                let mut alias = self.alias(seq, e.sid)?;
+                self.release_sip_name(&alias.domain, &alias.alias);
+                self.claim_sip_name(seq, &alias.domain, &e.alias, alias.sid)?;
+                alias.alias = e.alias.clone();
+                alias.updated = at;
+                self.sip_aliases.insert(e.sid, Arc::new(alias));
+            }
+            Event::SipAliasRemoved(e) => {
+                let alias = self.alias(seq, e.sid)?;
+                self.release_sip_name(&alias.domain, &alias.alias);
+                self.sip_aliases.remove(&e.sid);
+                let mut sip = self.sip_account(seq, e.sip_sid)?;
+                sip.aliases.retain(|sid| *sid != e.sid);
+                self.sip_accounts.insert(sip.sid, Arc::new(sip));
+            }
+            Event::BalanceToppedUp(e) | Event::BalanceAdjusted(e) => {
+                let kind = match event {
+                    Event::BalanceToppedUp(_) => PostingType::TopUp,
+                    _ => PostingType::Adjustment,
+                };
+                self.apply_posting(seq, at, kind, e)?;
+            }
+        }
+        self.apply_idempotency(meta);
+        self.last_seq = seq;
+        let stream = event.stream();
+        let version = self.stream_versions.get(&stream).copied().unwrap_or(0) + 1;
+        self.stream_versions.insert(stream, version);
+        Ok(())
+    }
+
+    fn apply_posting(
+        &mut self,
+        seq: u64,
+        at: DateTime<Utc>,
+        kind: PostingType,
+        e: &crate::domain::events::BalancePosted,
+    ) -> Result<(), ApplyError> {
+        let mut account = self.account_for_change(seq, e.account_sid)?;
+        let fail = |reason: String| ApplyError { seq, reason };
+        if account.developer != e.developer_sid || account.currency != e.currency {
+            return Err(fail("posting does not match its sub-account".into()));
+        }
+
+        // The double-entry checks: two legs summing to zero, the first on
+        // the sub-account with the posted amount.
+        let [own, contra] = &e.legs;
+        if own.account != subaccount_ledger_name(e.account_sid) || own.amount != e.amount {
+            return Err(fail("the first leg is not the sub-account's".into()));
+        }
+        if checked_add(own.amount, contra.amount) != Some(Decimal::ZERO) {
+            return Err(fail("the legs do not sum to zero".into()));
+        }
+        let expected_balance = checked_add(account.balance, e.amount)
+            .ok_or_else(|| fail("balance overflows".into()))?;
+        if expected_balance != e.balance_after {
+            let reason =
+                format!("balance after is {}, the legs give {expected_balance}", e.balance_after);
+            return Err(fail(reason));
+        }
+        if expected_balance.is_sign_negative() && !expected_balance.is_zero() {
+            return Err(fail("the prepaid balance goes below zero".into()));
+        }
+        for leg in &e.legs {
+            let entry = self.ledger_balances.entry((leg.account.clone(), e.currency)).or_default();
+            *entry = checked_add(*entry, leg.amount)
+                .ok_or_else(|| fail("ledger balance overflows".into()))?;
+        }
+
+        account.balance = e.balance_after;
+        account.balance_updated = at;
+        self.accounts.insert(account.sid, Arc::new(account));
+
+        if let Some(reference) = &e.refer_trans_id {
+            let key = (e.developer_sid, e.pay_method, reference.clone());
+            if self.references.insert(key, e.sid).is_some() {
+                return Err(fail(format!("refer_trans_id {reference:?} is taken")));
+            }
+        }
+        let transaction = Transaction {
+            sid: e.sid,
+            account: e.account_sid,
+            developer: e.developer_sid,
+            kind,
+            amount: e.amount,
+            currency: e.currency,
+            pay_method: e.pay_method,
+            refer_trans_id: e.refer_trans_id.clone(),
+            desc: e.desc.clone(),
+            balance_after: e.balance_after,
+            created: at,
+            seq,
+        };
+        if self.transactions.insert(e.sid, Arc::new(transaction)).is_some() {
+            return Err(fail(format!("transaction {} exists", e.sid)));
+        }
+        self.account_transactions.entry(e.account_sid).or_default().push_back(e.sid);
+        self.developer_transactions.entry(e.developer_sid).or_default().push_back(e.sid);
+        self.transaction_order.push_back(e.sid);
+        Ok(())
+    }
+
+    /// Records the `Idempotency-Key` an event's request carried.
+    fn apply_idempotency(&mut self, meta: &EventMeta) {
+        if let Some(record) = &meta.idempotency {
+            let key = (meta.actor.to_text(), record.key.clone());
+            let request = IdempotentRequest {
+                fingerprint: record.fingerprint.clone(),
+                resource: record.resource,
+            };
+            self.idempotency.insert(key, request);
+        }
+    }
+
+    fn account_for_change(&self, seq: u64, sid: Sid) -> Result<Account, ApplyError> {
+        let account = self.accounts.get(&sid).ok_or_else(|| missing(seq, "account", sid))?;
+        if account.status == AccountStatus::Closed {
+            let reason = format!("account {sid} is closed");
+            return Err(ApplyError { seq, reason });
+        }
+        Ok(Account::clone(account))
+    }
+
+    fn sip_account(&self, seq: u64, sid: Sid) -> Result<SipAccount, ApplyError> {
+        let sip = self.sip_accounts.get(&sid).ok_or_else(|| missing(seq, "SIP account", sid))?;
+        Ok(SipAccount::clone(sip))
+    }
+
+    fn alias(&self, seq: u64, sid: Sid) -> Result<SipAlias, ApplyError> {
+        let alias = self.sip_aliases.get(&sid).ok_or_else(|| missing(seq, "alias", sid))?;
+        Ok(SipAlias::clone(alias))
+    }
+
+    fn claim_sip_name(
+        &mut self,
+        seq: u64,
+        domain: &str,
+        name: &str,
+        owner: Sid,
+    ) -> Result<(), ApplyError> {
+        let key = sip_name_key(domain, name);
+        if let Some(holder) = self.sip_names.insert(key, owner) {
+            let reason = format!("SIP name {name:?} in {domain} is taken by {holder}");
+            return Err(ApplyError { seq, reason });
+        }
+        Ok(())
+    }
+
+    fn release_sip_name(&mut self, domain: &str, name: &str) {
+        self.sip_names.remove(&sip_name_key(domain, name));
+    }
+
+    /// SHA-256 over the canonical encoding of every view, lower-case hex.
+    /// Equal states give equal hashes whatever order they were built in,
+    /// because every map iterates in key order.
+    pub fn state_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.encode()))
+    }
+
+    /// The snapshot encoding (postcard).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("projection state serializes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<State, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// The namespace key of a SIP id or alias in a domain.
+pub fn sip_name_key(domain: &str, name: &str) -> SipNameKey {
+    (domain.to_ascii_lowercase(), fold_name(name))
+}

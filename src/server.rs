@@ -1,0 +1,176 @@
+//! `subledger serve`: opens the data directory, recovers the projections,
+//! starts the writer and serves HTTP until SIGTERM or SIGINT.
+//!
+//! The data directory holds the event log (`log/`, a sled database) and,
+//! unless they come from the environment, the platform key
+//! (`platform.key`) and the AES key (`aes.key`), created on first start
+//! with mode 0600.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::{middleware, web, App, HttpServer};
+use anyhow::Context;
+
+use crate::api::params::BODY_BYTES_MAX;
+use crate::api::AppState;
+use crate::crypto::{generate_api_key, hash_api_key, AesKey};
+use crate::ledger::recovery::recover;
+use crate::ledger::{Ledger, WriterConfig};
+use crate::store::{EventStore, SledStore};
+
+/// Environment variable with the platform key.
+pub const PLATFORM_KEY_ENV: &str = "SUBLEDGER_PLATFORM_KEY";
+/// Environment variable with the AES key: base64 of 32 bytes.
+pub const AES_KEY_ENV: &str = "SUBLEDGER_AES_KEY";
+/// Shortest platform key accepted from the environment.
+pub const PLATFORM_KEY_CHARS_MIN: usize = 16;
+/// Seconds in-flight requests get to finish after SIGTERM or SIGINT.
+pub const SHUTDOWN_GRACE_SECONDS: u64 = 30;
+
+/// Settings of `subledger serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub default_domain: String,
+    pub snapshot_interval_events: u64,
+    pub workers: usize,
+}
+
+/// The event log's directory inside a data directory.
+pub fn log_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("log")
+}
+
+/// Writes a new secret file readable by its owner only.
+fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Reads a key from the environment, else from its file in the data
+/// directory, else generates it into that file.
+fn load_or_create_key(
+    env_name: &str,
+    path: &Path,
+    generate: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
+    if let Ok(value) = std::env::var(env_name) {
+        tracing::info!(source = env_name, "key read from the environment");
+        return Ok(value);
+    }
+    if path.exists() {
+        let value = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        tracing::info!(path = %path.display(), "key read from the data directory");
+        return Ok(value.trim().to_string());
+    }
+    let value = generate();
+    write_secret_file(path, &value)?;
+    tracing::info!(path = %path.display(), "key generated into the data directory (mode 0600)");
+    Ok(value)
+}
+
+/// The platform key's SHA-256 and the AES key.
+fn load_keys(data_dir: &Path) -> anyhow::Result<([u8; 32], AesKey)> {
+    let platform_key =
+        load_or_create_key(PLATFORM_KEY_ENV, &data_dir.join("platform.key"), generate_api_key)?;
+    if platform_key.chars().count() < PLATFORM_KEY_CHARS_MIN {
+        anyhow::bail!("the platform key must be at least {PLATFORM_KEY_CHARS_MIN} characters");
+    }
+    let aes_text = load_or_create_key(AES_KEY_ENV, &data_dir.join("aes.key"), || {
+        AesKey::generate().to_base64()
+    })?;
+    let aes_key = AesKey::from_base64(&aes_text).map_err(|error| {
+        anyhow::anyhow!("invalid AES key (expected base64 of 32 bytes): {error}")
+    })?;
+    Ok((hash_api_key(&platform_key), aes_key))
+}
+
+/// Opens the log and rebuilds the projections; shared by `serve` and the
+/// offline commands that read a data directory.
+pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<SledStore>> {
+    let path = log_dir(data_dir);
+    let store = SledStore::open(&path)
+        .with_context(|| format!("failed to open the event log in {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Runs the service until SIGTERM or SIGINT.
+pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
+    let (platform_key_sha256, aes_key) = load_keys(&config.data_dir)?;
+    let store = open_store(&config.data_dir)?;
+
+    let started = std::time::Instant::now();
+    let recovered =
+        recover(store.as_ref()).context("failed to rebuild the projections from the log")?;
+    let state_hash = recovered.state.state_hash();
+    tracing::info!(
+        last_seq = recovered.state.last_seq,
+        snapshot_seq = recovered.snapshot_seq,
+        replayed_events = recovered.replayed_events,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        %state_hash,
+        "projections rebuilt"
+    );
+
+    let writer_config = WriterConfig { snapshot_interval_events: config.snapshot_interval_events };
+    let dyn_store: Arc<dyn EventStore> = store;
+    let (ledger, writer) = Ledger::start(dyn_store, recovered.state, writer_config);
+    let app_state = web::Data::new(AppState {
+        ledger: ledger.clone(),
+        platform_key_sha256,
+        aes_key,
+        default_domain: config.default_domain.clone(),
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers.max(1))
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let result = runtime.block_on(run_http(config, app_state));
+
+    // The HTTP server has stopped: stop the writer after the commands it
+    // already has, so that every acknowledged write is durable.
+    ledger.stop();
+    drop(ledger);
+    if writer.join().is_err() {
+        tracing::error!("the ledger writer panicked during shutdown");
+    }
+    tracing::info!("stopped");
+    result
+}
+
+async fn run_http(config: ServeConfig, app_state: web::Data<AppState>) -> anyhow::Result<()> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(web::PayloadConfig::new(BODY_BYTES_MAX))
+            .wrap(middleware::from_fn(crate::api::format::edge))
+            .configure(crate::api::configure)
+    })
+    .workers(config.workers.max(1))
+    .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)
+    .bind(config.listen)
+    .with_context(|| format!("failed to listen on {}", config.listen))?;
+    for address in server.addrs() {
+        tracing::info!(addr = %address, data_dir = %config.data_dir.display(), "listening");
+    }
+    server.run().await.context("the HTTP server failed")?;
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! The event log: an append-only, hash-chained sequence of events with
+//! per-stream versions. `EventStore` is the seam between the service and its
+//! storage engine; nothing outside this module knows that the engine is sled.
+
+mod envelope;
+mod sled_store;
+
+pub use envelope::{
+    chain_hash, encode_body, seal, PendingEvent, RawEvent, RecordedEvent, FORMAT_V1, GENESIS_HASH,
+};
+pub use sled_store::SledStore;
+
+use crate::domain::ids::Sid;
+
+/// The newest event of the log: its sequence number (0 for an empty log) and
+/// its hash (`GENESIS_HASH` for an empty log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+impl ChainHead {
+    pub const EMPTY: ChainHead = ChainHead { seq: 0, hash: GENESIS_HASH };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The optimistic-concurrency check failed: a stream is not at the
+    /// version the appended event expects.
+    #[error("stream {stream} is at version {actual}, but the event expects {expected}")]
+    VersionConflict { stream: Sid, expected: u64, actual: u64 },
+    /// The appended events do not continue the log's sequence.
+    #[error("the log ends at sequence {head}, but the batch starts at {first}")]
+    SequenceGap { head: u64, first: u64 },
+    #[error("event {seq} is corrupt: {reason}")]
+    Corrupt { seq: u64, reason: String },
+    #[error("the data directory is damaged or not a subledger log: {0}")]
+    Damaged(String),
+    #[error("storage engine failed: {0}")]
+    Engine(#[from] sled::Error),
+    #[error("I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    pub fn corrupt(seq: u64, reason: impl Into<String>) -> StoreError {
+        StoreError::Corrupt { seq, reason: reason.into() }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An iterator over raw stored events in sequence order.
+pub type RawEventIter<'a> = Box<dyn Iterator<Item = StoreResult<RawEvent>> + Send + 'a>;
+
+/// A projection snapshot as stored: the sequence number it was taken at and
+/// its bytes.
+#[derive(Debug, Clone)]
+pub struct StoredSnapshot {
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// An append-only, durable, hash-chained event log.
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends a batch of events atomically and makes it durable before
+    /// returning. The events must continue the log (`seq` = head + 1, …) and
+    /// each event's `version` must be its stream's version + 1.
+    fn append(&self, events: &[PendingEvent]) -> StoreResult<ChainHead>;
+
+    /// The newest event's sequence number and hash.
+    fn head(&self) -> ChainHead;
+
+    /// Stored events from sequence `from` (inclusive) to the end.
+    fn read_raw_from(&self, from: u64) -> RawEventIter<'_>;
+
+    /// The sequence numbers of one stream's events, in version order.
+    fn stream_sequences(&self, stream: Sid) -> StoreResult<Vec<u64>>;
+
+    /// One stored event by sequence number.
+    fn read_raw(&self, seq: u64) -> StoreResult<Option<RawEvent>>;
+
+    /// Stores a projection snapshot taken after event `seq`, durably, and
+    /// drops all but the newest few.
+    fn save_snapshot(&self, seq: u64, bytes: &[u8]) -> StoreResult<()>;
+
+    /// Snapshots, newest first (at most the few that are kept).
+    fn snapshots(&self) -> StoreResult<Vec<StoredSnapshot>>;
+
+    /// Bytes the log takes on disk.
+    fn size_on_disk(&self) -> u64;
+}

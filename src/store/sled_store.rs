@@ -1,0 +1,409 @@
+//! The sled implementation of the event log.
+//!
+//! | tree        | key                                   | value               |
+//! |-------------|---------------------------------------|---------------------|
+//! | `events`    | sequence, u64 big-endian, from 1      | stored event        |
+//! | `streams`   | stream id (34 bytes) ‖ version, u64 BE | sequence, u64 BE    |
+//! | `meta`      | name                                  | format, chain head  |
+//! | `snapshots` | sequence ‖ chunk index, u32 BE        | snapshot chunk      |
+//!
+//! Big-endian keys make sled's byte order the numeric order. One append is
+//! one sled transaction over `events`, `streams` and `meta`, so a crash
+//! leaves either all of a batch or none of it.
+//!
+//! Durability: sled 0.34.7's `flush` writes its log with `sync_file_range`,
+//! which does not make file metadata durable and skips the blob files that
+//! hold oversized nodes. Every append therefore calls `flush`, then
+//! `sync_all` on sled's `db` file and on each blob file not yet synced.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::domain::ids::{Sid, SID_CHARS};
+use crate::store::envelope::{seal, PendingEvent, RawEvent};
+use crate::store::{ChainHead, EventStore, RawEventIter, StoreError, StoreResult, StoredSnapshot};
+
+/// Written under `meta/format` when a log is created.
+const FORMAT_NAME: &[u8] = b"subledger-log-v1";
+const META_FORMAT: &str = "format";
+/// `meta/head`: the newest sequence number (u64 BE) and its hash.
+const META_HEAD: &str = "head";
+
+/// Snapshot chunk size: sled keeps values far below its blob threshold
+/// (segment size / 4 = 128 KiB by default) when they are this small.
+const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
+/// Chunk index of a snapshot's header: the largest, so it sorts last.
+const SNAPSHOT_HEADER_INDEX: u32 = u32::MAX;
+/// How many snapshots are kept; older ones are removed after a new one.
+const SNAPSHOTS_KEPT: usize = 2;
+
+struct WriteState {
+    head: ChainHead,
+    /// Versions of the streams appended to or looked up since the store was
+    /// opened; other streams are read from the `streams` tree on demand.
+    stream_versions: HashMap<Sid, u64>,
+    synced_blobs: HashSet<std::ffi::OsString>,
+}
+
+pub struct SledStore {
+    db: sled::Db,
+    events: sled::Tree,
+    streams: sled::Tree,
+    meta: sled::Tree,
+    snapshots: sled::Tree,
+    path: PathBuf,
+    db_file: File,
+    write: Mutex<WriteState>,
+}
+
+fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+fn stream_key(stream: Sid, version: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(SID_CHARS + 8);
+    key.extend_from_slice(stream.to_string().as_bytes());
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+fn read_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+fn encode_head(head: ChainHead) -> Vec<u8> {
+    let mut value = head.seq.to_be_bytes().to_vec();
+    value.extend_from_slice(&head.hash);
+    value
+}
+
+fn decode_head(value: &[u8]) -> Option<ChainHead> {
+    if value.len() != 40 {
+        return None;
+    }
+    let seq = read_u64(value)?;
+    let hash = value[8..].try_into().ok()?;
+    Some(ChainHead { seq, hash })
+}
+
+impl SledStore {
+    /// Opens the log in `path`, creating it when the directory is new.
+    ///
+    /// A damaged or foreign directory is an error, never a panic: sled may
+    /// panic on some corrupt files, so opening runs under `catch_unwind`.
+    pub fn open(path: &Path) -> StoreResult<SledStore> {
+        std::fs::create_dir_all(path)?;
+        let config = sled::Config::new().path(path).mode(sled::Mode::HighThroughput);
+        let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(error)) => return Err(StoreError::Damaged(error.to_string())),
+            Err(_) => return Err(StoreError::Damaged("sled panicked while opening".into())),
+        };
+        let events = db.open_tree("events")?;
+        let streams = db.open_tree("streams")?;
+        let meta = db.open_tree("meta")?;
+        let snapshots = db.open_tree("snapshots")?;
+
+        match meta.get(META_FORMAT)? {
+            Some(format) if format.as_ref() == FORMAT_NAME => {}
+            Some(_) => {
+                return Err(StoreError::Damaged("unknown log format in meta".into()));
+            }
+            None if events.is_empty() => {
+                meta.insert(META_FORMAT, FORMAT_NAME)?;
+            }
+            None => return Err(StoreError::Damaged("events present without a format".into())),
+        }
+
+        let head = Self::read_head(&events, &meta)?;
+        let db_file = File::open(path.join("db"))?;
+        let store = SledStore {
+            db,
+            events,
+            streams,
+            meta,
+            snapshots,
+            path: path.to_path_buf(),
+            db_file,
+            write: Mutex::new(WriteState {
+                head,
+                stream_versions: HashMap::new(),
+                synced_blobs: HashSet::new(),
+            }),
+        };
+        store.sync()?;
+        Ok(store)
+    }
+
+    /// Reads the chain head from the newest event and checks that `meta`
+    /// agrees, which it does unless the directory was altered.
+    fn read_head(events: &sled::Tree, meta: &sled::Tree) -> StoreResult<ChainHead> {
+        let last = match events.last()? {
+            None => return Ok(ChainHead::EMPTY),
+            Some(entry) => entry,
+        };
+        let seq = read_u64(&last.0)
+            .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
+        let raw = RawEvent::from_stored(seq, &last.1)?;
+        let head = ChainHead { seq, hash: raw.hash };
+        let recorded = meta.get(META_HEAD)?.and_then(|value| decode_head(&value));
+        if recorded != Some(head) {
+            let reason = format!("the chain head in meta does not match event {seq}");
+            return Err(StoreError::Damaged(reason));
+        }
+        Ok(head)
+    }
+
+    /// Makes everything written so far durable: sled's flush, then fsync of
+    /// the files it wrote.
+    fn sync(&self) -> StoreResult<()> {
+        self.db.flush()?;
+        self.db_file.sync_all()?;
+        self.sync_new_blobs()
+    }
+
+    fn sync_new_blobs(&self) -> StoreResult<()> {
+        let blob_dir = self.path.join("blobs");
+        let entries = match std::fs::read_dir(&blob_dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        let mut state = self.write.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut synced_any = false;
+        for entry in entries {
+            let entry = entry?;
+            if state.synced_blobs.contains(&entry.file_name()) {
+                continue;
+            }
+            File::open(entry.path())?.sync_all()?;
+            state.synced_blobs.insert(entry.file_name());
+            synced_any = true;
+        }
+        if synced_any {
+            File::open(&blob_dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn stream_version(&self, state: &mut WriteState, stream: Sid) -> StoreResult<u64> {
+        if let Some(version) = state.stream_versions.get(&stream) {
+            return Ok(*version);
+        }
+        let prefix = stream.to_string();
+        let version = match self.streams.scan_prefix(prefix.as_bytes()).next_back() {
+            None => 0,
+            Some(entry) => {
+                let (key, _) = entry?;
+                read_u64(&key[SID_CHARS..])
+                    .ok_or_else(|| StoreError::Damaged("stream key is too short".into()))?
+            }
+        };
+        state.stream_versions.insert(stream, version);
+        Ok(version)
+    }
+}
+
+impl EventStore for SledStore {
+    fn append(&self, events: &[PendingEvent]) -> StoreResult<ChainHead> {
+        let mut state = self.write.lock().unwrap_or_else(|poison| poison.into_inner());
+        let Some(first) = events.first() else {
+            return Ok(state.head);
+        };
+
+        // Check sequence continuity and stream versions before writing.
+        if first.seq != state.head.seq + 1 {
+            return Err(StoreError::SequenceGap { head: state.head.seq, first: first.seq });
+        }
+        let mut batch_versions: HashMap<Sid, u64> = HashMap::new();
+        let mut rows = Vec::with_capacity(events.len());
+        let mut head = state.head;
+        for pending in events {
+            if pending.seq != head.seq + 1 {
+                return Err(StoreError::SequenceGap { head: head.seq, first: pending.seq });
+            }
+            let current = match batch_versions.get(&pending.stream) {
+                Some(version) => *version,
+                None => self.stream_version(&mut state, pending.stream)?,
+            };
+            if pending.version != current + 1 {
+                return Err(StoreError::VersionConflict {
+                    stream: pending.stream,
+                    expected: pending.version - 1,
+                    actual: current,
+                });
+            }
+            batch_versions.insert(pending.stream, pending.version);
+            let (value, hash) = seal(pending, &head.hash);
+            let stream_row = stream_key(pending.stream, pending.version);
+            rows.push((seq_key(pending.seq), value, stream_row));
+            head = ChainHead { seq: pending.seq, hash };
+        }
+
+        // One transaction over the three trees, then make it durable.
+        let head_value = encode_head(head);
+        let result = (&self.events, &self.streams, &self.meta).transaction(
+            |(events_tx, streams_tx, meta_tx)| {
+                for (key, value, stream_row) in &rows {
+                    events_tx.insert(&key[..], value.as_slice())?;
+                    streams_tx.insert(stream_row.as_slice(), &key[..])?;
+                }
+                meta_tx.insert(META_HEAD, head_value.as_slice())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            },
+        );
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Storage(error)) => return Err(error.into()),
+            Err(TransactionError::Abort(())) => unreachable!("the append never aborts"),
+        }
+        drop(state);
+        self.sync()?;
+
+        let mut state = self.write.lock().unwrap_or_else(|poison| poison.into_inner());
+        state.head = head;
+        state.stream_versions.extend(batch_versions);
+        Ok(head)
+    }
+
+    fn head(&self) -> ChainHead {
+        self.write.lock().unwrap_or_else(|poison| poison.into_inner()).head
+    }
+
+    fn read_raw_from(&self, from: u64) -> RawEventIter<'_> {
+        let iter = self.events.range(seq_key(from.max(1))..).map(|entry| {
+            let (key, value) = entry?;
+            let seq = read_u64(&key)
+                .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
+            RawEvent::from_stored(seq, &value)
+        });
+        Box::new(iter)
+    }
+
+    fn stream_sequences(&self, stream: Sid) -> StoreResult<Vec<u64>> {
+        let prefix = stream.to_string();
+        let mut sequences = Vec::new();
+        for entry in self.streams.scan_prefix(prefix.as_bytes()) {
+            let (_, value) = entry?;
+            let seq = read_u64(&value)
+                .ok_or_else(|| StoreError::Damaged("stream value is not 8 bytes".into()))?;
+            sequences.push(seq);
+        }
+        Ok(sequences)
+    }
+
+    fn read_raw(&self, seq: u64) -> StoreResult<Option<RawEvent>> {
+        match self.events.get(seq_key(seq))? {
+            None => Ok(None),
+            Some(value) => RawEvent::from_stored(seq, &value).map(Some),
+        }
+    }
+
+    fn save_snapshot(&self, seq: u64, bytes: &[u8]) -> StoreResult<()> {
+        let mut batch = sled::Batch::default();
+        let chunks: Vec<&[u8]> = bytes.chunks(SNAPSHOT_CHUNK_BYTES).collect();
+        for (index, chunk) in chunks.iter().enumerate() {
+            let index = u32::try_from(index).expect("a snapshot has fewer than 2^32 chunks");
+            batch.insert(snapshot_key(seq, index).as_slice(), *chunk);
+        }
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let mut header = Vec::with_capacity(44);
+        let chunk_count = u32::try_from(chunks.len()).expect("chunk count fits in u32");
+        header.extend_from_slice(&chunk_count.to_be_bytes());
+        header.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        header.extend_from_slice(&digest);
+        batch.insert(snapshot_key(seq, SNAPSHOT_HEADER_INDEX).as_slice(), header);
+        self.snapshots.apply_batch(batch)?;
+        self.sync()?;
+
+        // Drop the older snapshots beyond the ones kept.
+        let kept: Vec<u64> = self.snapshot_headers()?.into_iter().map(|(seq, _)| seq).collect();
+        let mut removal = sled::Batch::default();
+        let mut removed_any = false;
+        for old in kept.iter().skip(SNAPSHOTS_KEPT) {
+            for entry in self.snapshots.scan_prefix(old.to_be_bytes()) {
+                let (key, _) = entry?;
+                removal.remove(key);
+                removed_any = true;
+            }
+        }
+        if removed_any {
+            self.snapshots.apply_batch(removal)?;
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn snapshots(&self) -> StoreResult<Vec<StoredSnapshot>> {
+        let mut found = Vec::new();
+        for (seq, header) in self.snapshot_headers()? {
+            match self.read_snapshot(seq, &header) {
+                Ok(bytes) => found.push(StoredSnapshot { seq, bytes }),
+                Err(reason) => {
+                    tracing::warn!(seq, %reason, "skipping an unreadable projection snapshot");
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn snapshot_key(seq: u64, index: u32) -> [u8; 12] {
+    let mut key = [0; 12];
+    key[..8].copy_from_slice(&seq.to_be_bytes());
+    key[8..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+impl SledStore {
+    /// Snapshot headers, newest first.
+    fn snapshot_headers(&self) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+        let mut headers = Vec::new();
+        for entry in self.snapshots.iter().rev() {
+            let (key, value) = entry?;
+            if key.len() == 12 && key[8..] == SNAPSHOT_HEADER_INDEX.to_be_bytes() {
+                let seq = read_u64(&key).expect("snapshot keys are 12 bytes");
+                headers.push((seq, value.to_vec()));
+            }
+        }
+        Ok(headers)
+    }
+
+    /// Reassembles one snapshot and checks its length and SHA-256.
+    fn read_snapshot(&self, seq: u64, header: &[u8]) -> Result<Vec<u8>, String> {
+        if header.len() != 44 {
+            return Err("snapshot header is not 44 bytes".into());
+        }
+        let chunk_count = u32::from_be_bytes(header[..4].try_into().expect("4 bytes"));
+        let length = read_u64(&header[4..12]).expect("8 bytes");
+        let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+        for index in 0..chunk_count {
+            let chunk = self
+                .snapshots
+                .get(snapshot_key(seq, index))
+                .map_err(|error| error.to_string())?
+                .ok_or_else(|| format!("snapshot chunk {index} is missing"))?;
+            bytes.extend_from_slice(&chunk);
+        }
+        if bytes.len() as u64 != length {
+            return Err(format!("snapshot is {} bytes, header says {length}", bytes.len()));
+        }
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        if digest[..] != header[12..] {
+            return Err("snapshot SHA-256 does not match its header".into());
+        }
+        Ok(bytes)
+    }
+}
