@@ -1,8 +1,8 @@
 //! A real `subledger serve` process on port 0 with a fresh data directory,
+//! and an HTTP client for it.
 
 // Each test module uses a different part of the harness.
 #![allow(dead_code)]
-//! and an HTTP client for it.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
