@@ -17,3 +17,11 @@ async fn health_and_first_account() {
     fetched.expect(200);
     assert_eq!(fetched.json, created.json);
 }
+
+#[tokio::test]
+async fn account_shape_snapshot() {
+    let server = Server::start().await;
+    let developer = server.developer("Acme").await;
+    let account = server.account(&developer, "shape01").await;
+    crate::support::assert_json_snapshot("account_created", &account);
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 use subledger::crypto::{encrypt_password, AesKey};
 
 /// How long a server may take to start listening.
@@ -24,7 +24,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum Auth {
     None,
     Platform,
-    Developer { sid: String, key: String },
+    Developer {
+        sid: String,
+        key: String,
+    },
     /// Arbitrary Basic credentials.
     Basic(String, String),
 }
@@ -362,4 +365,66 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
 
 fn rand_u128() -> u128 {
     rand::random()
+}
+
+/// Asserts a response body against its golden file in `snapshots/`, with
+/// the values that change from run to run (ids, times, keys) redacted.
+#[track_caller]
+pub fn assert_json_snapshot(name: &str, value: &Value) {
+    let redacted = redact(value);
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| insta::assert_json_snapshot!(name, redacted));
+}
+
+/// Replaces ids, times, keys and generated names with placeholders, keeping
+/// their kind: `AC[sid]`, `[date]`, `[api_key]`.
+pub fn redact(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (key, child) in map {
+                let redacted = match (key.as_str(), child) {
+                    ("date_created" | "date_updated", Value::String(_)) => json!("[date]"),
+                    ("api_key", Value::String(_)) => json!("[api_key]"),
+                    ("request_id", Value::String(_)) => json!("[request_id]"),
+                    ("hash" | "prev_hash", Value::String(_)) => json!("[hash]"),
+                    ("recorded_at", Value::String(_)) => json!("[time]"),
+                    _ => redact(child),
+                };
+                out.insert(key.clone(), redacted);
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::String(text) => Value::String(redact_sids(text)),
+        other => other.clone(),
+    }
+}
+
+/// Replaces every `XX` + 32 hex digit id inside a string with `XX[sid]`.
+fn redact_sids(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let rest = &text[index..];
+        let is_sid = rest.len() >= 34
+            && ["AC", "SC", "SA", "BA", "DV"].iter().any(|prefix| rest.starts_with(prefix))
+            && rest.as_bytes()[2..34]
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+        if is_sid {
+            out.push_str(&rest[..2]);
+            out.push_str("[sid]");
+            index += 34;
+        } else {
+            let c = rest.chars().next().expect("index is on a char boundary");
+            out.push(c);
+            index += c.len_utf8();
+        }
+    }
+    out
 }
