@@ -144,7 +144,11 @@ pub async fn create(
         Some(code) => Currency::parse(&code)
             .map_err(|error| ApiError::invalid("currency", error.to_string()))?,
     };
-    if call.state.logins.contains_key(&fold_name(&login_id)) {
+    // Rejecting a taken login_id here saves the password hash. A request with
+    // an Idempotency-Key may repeat the request that took the name, so it
+    // goes on to the writer, which checks the key before the name.
+    let may_repeat = request.headers().contains_key("idempotency-key");
+    if !may_repeat && call.state.logins.contains_key(&fold_name(&login_id)) {
         let message = format!("login_id {login_id:?} is already taken");
         return Err(crate::domain::error::DomainError::NameTaken(message).into());
     }

@@ -30,10 +30,14 @@ pub fn pay_method_name(code: u16) -> Option<&'static str> {
     PAY_METHODS.iter().find(|(known, _, _)| *known == code).map(|(_, name, _)| *name)
 }
 
-/// Parses a `pay_method` parameter: one of the known codes.
+/// Parses a `pay_method` parameter: one of the known codes, written as ASCII
+/// digits only. `str::parse` alone would also take a leading `+`.
 pub fn parse_pay_method(text: &str) -> Result<u16, DomainError> {
     let known: Vec<String> = PAY_METHODS.iter().map(|(code, _, _)| code.to_string()).collect();
     let reason = || format!("pay_method must be one of {}", known.join(", "));
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(DomainError::invalid("pay_method", reason()));
+    }
     let code: u16 = text.parse().map_err(|_| DomainError::invalid("pay_method", reason()))?;
     match pay_method_name(code) {
         Some(_) => Ok(code),
@@ -80,7 +84,7 @@ mod tests {
 
     #[test]
     fn pay_method_rejects_unknown_codes() {
-        for text in ["0", "11", "241", "243", "-1", "", "4.0", "x", "65536", " 4"] {
+        for text in ["0", "11", "241", "243", "-1", "", "4.0", "x", "65536", " 4", "+4", "4 "] {
             assert!(parse_pay_method(text).is_err(), "{text:?} must be rejected");
         }
     }

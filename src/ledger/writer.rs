@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::error::DomainError;
@@ -221,8 +221,11 @@ impl Writer {
         tracing::info!("ledger writer stopped");
     }
 
+    /// Returns the recording time of the next batch in whole microseconds.
+    /// The log stores `recorded_at` to the microsecond, so a finer live time
+    /// would differ from the same event replayed after a restart.
     fn next_recorded_at(&mut self) -> DateTime<Utc> {
-        let now = Utc::now();
+        let now = Utc::now().trunc_subsecs(6);
         let at = match self.last_recorded_at {
             Some(last) if last > now => last,
             _ => now,
