@@ -4,7 +4,11 @@
 //! | module | covers |
 //! |---|---|
 //! | `smoke` | a first request through every layer |
+//! | `balances` | postings, exact amounts, the prepaid guard, references, history |
+//! | `concurrency` | simultaneous postings: no lost update, guard, one posting per reference |
 
 mod support;
 
+mod balances;
+mod concurrency;
 mod smoke;
