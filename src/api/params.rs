@@ -99,7 +99,10 @@ impl Params {
             .as_deref()
             .map(|value| value.split(';').next().unwrap_or("").trim().to_string());
         match media_type.as_deref() {
-            None if body.is_empty() => {}
+            // A request without a body has no body parameters, whatever
+            // `Content-Type` it names, because some clients send one on
+            // every GET.
+            _ if body.is_empty() => {}
             Some("application/json") => params.add_json(body)?,
             Some("application/x-www-form-urlencoded") => params.add_pairs(body)?,
             _ => return Err(ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)),
@@ -121,12 +124,14 @@ impl Params {
     }
 
     fn add_pairs(&mut self, encoded: &[u8]) -> Result<(), ApiError> {
-        if std::str::from_utf8(encoded).is_err() {
-            return Err(malformed("the form body or query string is not valid UTF-8"));
-        }
-        for (name, value) in form_urlencoded::parse(encoded) {
-            let value = ParamValue { text: value.into_owned(), from_json_number: false };
-            self.insert(name.into_owned(), Some(value))?;
+        let pairs = encoded.split(|b| *b == b'&').filter(|pair| !pair.is_empty());
+        for pair in pairs {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(index) => (&pair[..index], &pair[index + 1..]),
+                None => (pair, &[][..]),
+            };
+            let value = ParamValue { text: percent_decode(value)?, from_json_number: false };
+            self.insert(percent_decode(name)?, Some(value))?;
         }
         Ok(())
     }
@@ -217,6 +222,38 @@ impl Params {
             }
         }
     }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` name or value: `+` is a
+/// space and `%XX` a byte. A `%` without two hex digits is kept as it is.
+/// The decoded bytes must be UTF-8, because a lossy decoding would store
+/// U+FFFD in place of what the client sent.
+fn percent_decode(encoded: &[u8]) -> Result<String, ApiError> {
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut index = 0;
+    while index < encoded.len() {
+        let byte = encoded[index];
+        let escaped = match encoded.get(index + 1..index + 3) {
+            Some(&[high, low]) if byte == b'%' => hex_digit(high).zip(hex_digit(low)),
+            _ => None,
+        };
+        match escaped {
+            Some((high, low)) => {
+                bytes.push(high * 16 + low);
+                index += 3;
+            }
+            None => {
+                bytes.push(if byte == b'+' { b' ' } else { byte });
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| malformed("the form body or query string is not valid UTF-8"))
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    char::from(byte).to_digit(16).map(|digit| digit as u8)
 }
 
 /// Reads a JSON object as its list of members, keeping repeated names.

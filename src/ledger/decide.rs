@@ -351,3 +351,287 @@ fn generate_free_alias(state: &State, domain: &str) -> Result<String, DomainErro
     }
     Err(DomainError::NameTaken(format!("no free generated alias left in domain {domain}")))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The sub-account rules as given events / when command / then events.
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::events::{Actor, EventMeta};
+    use crate::domain::ids::SidKind;
+    use crate::domain::money::Currency;
+    use crate::ledger::command::Secret;
+
+    const DOMAIN: &str = "sip.example.com";
+    const PASSWORD: &str = "secret123";
+
+    fn developer() -> Sid {
+        Sid::new(SidKind::Developer, 1)
+    }
+
+    fn account() -> Sid {
+        Sid::new(SidKind::Account, 1)
+    }
+
+    fn developer_created() -> Event {
+        Event::DeveloperCreated(DeveloperCreated {
+            sid: developer(),
+            name: "Acme".into(),
+            api_key_sha256: "00".repeat(32),
+        })
+    }
+
+    fn sub_account_fields(sid: Sid, login_id: &str) -> SubAccountCreated {
+        SubAccountCreated {
+            sid,
+            developer_sid: developer(),
+            login_id: login_id.into(),
+            password_argon2: "$argon2id$placeholder".into(),
+            first_name: None,
+            last_name: None,
+            email: None,
+            mobile_phone: None,
+            domain: DOMAIN.into(),
+            currency: Currency::DEFAULT,
+        }
+    }
+
+    fn sub_account_created(sid: Sid, login_id: &str) -> Event {
+        Event::SubAccountCreated(sub_account_fields(sid, login_id))
+    }
+
+    fn sip_account_created(sid: Sid, account: Sid, sip_id: &str, domain: &str) -> Event {
+        Event::SipAccountCreated(SipAccountCreated {
+            sid,
+            account_sid: account,
+            sip_id: sip_id.into(),
+            domain: domain.into(),
+            digests: sip_digests(sip_id, domain, PASSWORD),
+        })
+    }
+
+    fn status_changed(from: AccountStatus, to: AccountStatus) -> Event {
+        Event::SubAccountStatusChanged(SubAccountStatusChanged { sid: account(), from, to })
+    }
+
+    /// Folds `events` in order into an empty state.
+    fn given(events: &[Event]) -> State {
+        let mut state = State::default();
+        let meta = EventMeta {
+            recorded_at: Utc::now(),
+            actor: Actor::Platform,
+            request_id: "test".into(),
+            idempotency: None,
+        };
+        for event in events {
+            let seq = state.last_seq + 1;
+            state.apply(seq, &meta, event).expect("given events apply");
+        }
+        state
+    }
+
+    /// Decides `command` against `state` and returns its events.
+    fn when(state: &State, command: Command) -> Result<Vec<Event>, DomainError> {
+        decide(state, &command).map(|decision| decision.events)
+    }
+
+    fn new_sub_account(login_id: &str, domain: &str) -> NewSubAccount {
+        NewSubAccount {
+            sid: account(),
+            developer: developer(),
+            login_id: login_id.into(),
+            password: Secret(PASSWORD.into()),
+            password_argon2: "$argon2id$placeholder".into(),
+            first_name: Some("Alice".into()),
+            last_name: None,
+            email: Some("alice@example.com".into()),
+            mobile_phone: None,
+            domain: domain.into(),
+            currency: Currency::DEFAULT,
+            sip_sid: Sid::new(SidKind::SipAccount, 1),
+            alias_sid: Sid::new(SidKind::SipAlias, 1),
+        }
+    }
+
+    fn create(login_id: &str, domain: &str) -> Command {
+        Command::CreateSubAccount(Box::new(new_sub_account(login_id, domain)))
+    }
+
+    fn update(changes: SubAccountChanges) -> Command {
+        Command::UpdateSubAccount { sid: account(), changes: Box::new(changes) }
+    }
+
+    fn set_status(status: AccountStatus) -> Command {
+        update(SubAccountChanges { status: Some(status), ..SubAccountChanges::default() })
+    }
+
+    /// Builds a state with a developer, one sub-account with its default SIP
+    /// account, and `more` events after them.
+    fn with_account(more: &[Event]) -> State {
+        let mut events = vec![
+            developer_created(),
+            sub_account_created(account(), "alice01"),
+            sip_account_created(Sid::new(SidKind::SipAccount, 1), account(), "alice01", DOMAIN),
+        ];
+        events.extend_from_slice(more);
+        given(&events)
+    }
+
+    #[test]
+    fn create_emits_account_sip_and_alias() {
+        let state = given(&[developer_created()]);
+
+        let events = when(&state, create("alice01", DOMAIN)).expect("create is accepted");
+
+        assert_eq!(events.len(), 3, "three events: {events:?}");
+        let expected_account = Event::SubAccountCreated(SubAccountCreated {
+            first_name: Some("Alice".into()),
+            email: Some("alice@example.com".into()),
+            ..sub_account_fields(account(), "alice01")
+        });
+        assert_eq!(events[0], expected_account, "the sub-account");
+        let expected_sip =
+            sip_account_created(Sid::new(SidKind::SipAccount, 1), account(), "alice01", DOMAIN);
+        assert_eq!(events[1], expected_sip, "the default SIP account takes login_id and password");
+        let Event::SipAliasAdded(alias) = &events[2] else {
+            panic!("third event is an alias: {:?}", events[2]);
+        };
+        assert_eq!(alias.sip_sid, Sid::new(SidKind::SipAccount, 1), "alias of the default SIP");
+        assert_eq!(alias.domain, DOMAIN, "alias domain");
+        assert_eq!(alias.alias.len(), 10, "alias is ten digits: {}", alias.alias);
+        assert!(alias.alias.bytes().all(|b| b.is_ascii_digit()), "alias digits: {}", alias.alias);
+    }
+
+    #[test]
+    fn create_unknown_developer() {
+        let state = given(&[]);
+
+        let result = when(&state, create("alice01", DOMAIN));
+
+        assert_eq!(result.unwrap_err(), DomainError::NotFound("developer"));
+    }
+
+    #[test]
+    fn create_login_taken_any_case() {
+        let state = given(&[developer_created(), sub_account_created(account(), "Alice01")]);
+
+        let mut new = new_sub_account("alice01", "other.example.com");
+        new.sid = Sid::new(SidKind::Account, 2);
+        let result = when(&state, Command::CreateSubAccount(Box::new(new)));
+
+        assert!(matches!(result, Err(DomainError::NameTaken(_))), "got {result:?}");
+    }
+
+    #[test]
+    fn create_login_taken_as_sip_name() {
+        let other = Sid::new(SidKind::Account, 2);
+        let state = given(&[
+            developer_created(),
+            sub_account_created(other, "carol01"),
+            sip_account_created(Sid::new(SidKind::SipAccount, 2), other, "bob01", DOMAIN),
+        ]);
+
+        let same_domain = when(&state, create("BOB01", DOMAIN));
+        let other_domain = when(&state, create("BOB01", "other.example.com"));
+
+        assert!(matches!(same_domain, Err(DomainError::NameTaken(_))), "got {same_domain:?}");
+        assert!(other_domain.is_ok(), "another domain is free: {other_domain:?}");
+    }
+
+    #[test]
+    fn suspend_then_reactivate() {
+        use AccountStatus::{Active, Suspended};
+        let active = with_account(&[]);
+        let suspended = with_account(&[status_changed(Active, Suspended)]);
+
+        let suspending = when(&active, set_status(Suspended)).expect("suspend");
+        let reactivating = when(&suspended, set_status(Active)).expect("reactivate");
+
+        assert_eq!(suspending, vec![status_changed(Active, Suspended)], "active to suspended");
+        assert_eq!(reactivating, vec![status_changed(Suspended, Active)], "suspended to active");
+    }
+
+    #[test]
+    fn close_from_either_status() {
+        use AccountStatus::{Active, Closed, Suspended};
+        let active = with_account(&[]);
+        let suspended = with_account(&[status_changed(Active, Suspended)]);
+
+        let from_active = when(&active, set_status(Closed)).expect("close an active account");
+        let from_suspended = when(&suspended, set_status(Closed)).expect("close a suspended one");
+
+        assert_eq!(from_active, vec![status_changed(Active, Closed)], "active to closed");
+        assert_eq!(from_suspended, vec![status_changed(Suspended, Closed)], "suspended to closed");
+    }
+
+    #[test]
+    fn closed_rejects_every_change() {
+        use AccountStatus::{Active, Closed, Suspended};
+        let closed = with_account(&[status_changed(Active, Closed)]);
+        let cases = [
+            ("reopen", set_status(Active)),
+            ("suspend", set_status(Suspended)),
+            ("close again", set_status(Closed)),
+            (
+                "rename",
+                update(SubAccountChanges {
+                    first_name: Some("Bob".into()),
+                    ..SubAccountChanges::default()
+                }),
+            ),
+            ("no change", update(SubAccountChanges::default())),
+        ];
+
+        for (case, command) in cases {
+            let result = when(&closed, command);
+            assert!(matches!(result, Err(DomainError::Closed(_))), "case {case}: got {result:?}");
+        }
+    }
+
+    #[test]
+    fn same_status_emits_nothing() {
+        let state = with_account(&[]);
+
+        let events = when(&state, set_status(AccountStatus::Active)).expect("accepted");
+
+        assert!(events.is_empty(), "no events: {events:?}");
+    }
+
+    #[test]
+    fn profile_and_status_change() {
+        use AccountStatus::{Active, Suspended};
+        let state = with_account(&[]);
+        let changes = SubAccountChanges {
+            first_name: Some("Bob".into()),
+            email: Some("bob@example.com".into()),
+            status: Some(Suspended),
+            ..SubAccountChanges::default()
+        };
+
+        let events = when(&state, update(changes)).expect("accepted");
+
+        let expected_update = Event::SubAccountUpdated(SubAccountUpdated {
+            sid: account(),
+            password_argon2: None,
+            first_name: Some("Bob".into()),
+            last_name: None,
+            email: Some("bob@example.com".into()),
+            mobile_phone: None,
+            domain: None,
+        });
+        assert_eq!(events.len(), 2, "two events: {events:?}");
+        assert_eq!(events[0], expected_update, "profile first");
+        assert_eq!(events[1], status_changed(Active, Suspended), "then the status");
+    }
+
+    #[test]
+    fn update_unknown_account() {
+        let state = given(&[developer_created()]);
+
+        let result = when(&state, set_status(AccountStatus::Suspended));
+
+        assert_eq!(result.unwrap_err(), DomainError::NotFound("account"));
+    }
+}

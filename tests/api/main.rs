@@ -4,11 +4,19 @@
 //! | module | covers |
 //! |---|---|
 //! | `smoke` | a first request through every layer |
+//! | `accounts` | sub-accounts: field rules, AES passwords, default SIP account, status, lists |
+//! | `auth` | developers, HTTP Basic authentication, tenancy: another developer's data is 404 |
+//! | `input` | bad input: bodies, UTF-8, content types, repeated or unknown names, sizes, routes |
+//! | `durability` | restart and SIGKILL: same state, acknowledged creates survive, no secret logged |
 //! | `balances` | postings, exact amounts, the prepaid guard, references, history |
 //! | `concurrency` | simultaneous postings: no lost update, guard, one posting per reference |
 
 mod support;
 
+mod accounts;
+mod auth;
 mod balances;
 mod concurrency;
+mod durability;
+mod input;
 mod smoke;

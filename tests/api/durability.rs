@@ -1,0 +1,244 @@
+//! Restart and crash: a graceful restart (SIGTERM, exit 0) rebuilds exactly
+//! the same state, every sub-account acknowledged with 201 survives a
+//! SIGKILL, and no log line ever shows a key or a password.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::support::{Auth, Developer, Server};
+
+const PASSWORD: &str = "secret123";
+
+/// Finds the newest "projections rebuilt" log line.
+fn rebuilt_line(server: &Server) -> String {
+    let logs = server.logs();
+    let line = logs.iter().rev().find(|line| line.contains("projections rebuilt"));
+    line.unwrap_or_else(|| panic!("no \"projections rebuilt\" line in {logs:?}")).clone()
+}
+
+/// Reads the `state_hash` of the newest "projections rebuilt" log line.
+fn rebuilt_state_hash(server: &Server) -> String {
+    let line = rebuilt_line(server);
+    let hash = line
+        .split("state_hash=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no state_hash in {line}"));
+    assert_eq!(hash.len(), 64, "state_hash is SHA-256 hex: {line}");
+    hash.to_string()
+}
+
+/// Collects every response a client could read about the developer's
+/// sub-accounts, keyed by request path.
+async fn observe(server: &Server, developer: &Developer) -> BTreeMap<String, Value> {
+    let auth = developer.auth();
+    let mut seen = BTreeMap::new();
+    let lists = ["/v1/accounts", "/v1/accounts?status=closed", "/v1/accounts?page_size=1&page=1"];
+    for path in lists {
+        let reply = server.get(path, &auth).await;
+        reply.expect(200);
+        seen.insert(path.to_string(), reply.json);
+    }
+    let all = server.get("/v1/accounts?status=closed", &auth).await.json["accounts"].clone();
+    let open = seen["/v1/accounts"]["accounts"].clone();
+    let accounts = all.as_array().into_iter().chain(open.as_array()).flatten();
+    let sids: Vec<String> =
+        accounts.map(|account| account["sid"].as_str().expect("sid").to_string()).collect();
+    for sid in sids {
+        for path in [
+            format!("/v1/accounts/{sid}"),
+            format!("/v1/accounts/{sid}/SIP"),
+            format!("/v1/accounts/{sid}/balances"),
+        ] {
+            let reply = server.get(&path, &auth).await;
+            reply.expect(200);
+            seen.insert(path, reply.json);
+        }
+    }
+    let developer_path = format!("/v1/developers/{}", developer.sid);
+    seen.insert(developer_path.clone(), server.get(&developer_path, &Auth::Platform).await.json);
+    let ready = server.get("/readyz", &Auth::None).await;
+    seen.insert("/readyz last_seq".to_string(), ready.json["last_seq"].clone());
+    seen
+}
+
+#[tokio::test]
+async fn restart_keeps_everything() {
+    let server = Server::start().await;
+    let developer = server.developer("Acme").await;
+    let auth = developer.auth();
+    let kept = server.account(&developer, "kept01").await;
+    let kept_sid = kept["sid"].as_str().expect("sid").to_string();
+    let closed = server.account(&developer, "closed01").await;
+    let closed_sid = closed["sid"].as_str().expect("sid").to_string();
+    server.account(&developer, "plain01").await;
+    let profile = json!({"first_name": "Zoë", "email": "zoe@example.com", "status": "suspended"});
+    server.put_json(&format!("/v1/accounts/{kept_sid}"), &auth, &profile).await.expect(200);
+    let close = json!({"status": "closed"});
+    server.put_json(&format!("/v1/accounts/{closed_sid}"), &auth, &close).await.expect(200);
+    let before = observe(&server, &developer).await;
+
+    // `restart` stops with SIGTERM and asserts exit status 0.
+    let server = server.restart();
+    let first_hash = rebuilt_state_hash(&server);
+    let after_first = observe(&server, &developer).await;
+    let server = server.restart();
+    let second_hash = rebuilt_state_hash(&server);
+    let after_second = observe(&server, &developer).await;
+
+    assert_eq!(after_first, before, "responses after a restart");
+    assert_eq!(after_second, before, "responses after a second restart");
+    assert_eq!(first_hash, second_hash, "state hash at each start");
+    let events = 1 + 3 * 3 + 2 + 1;
+    assert_eq!(before["/readyz last_seq"], json!(events), "developer, 3 creates, 2 PUTs");
+    let relogin = server.get("/v1/accounts", &auth).await;
+    relogin.expect(200);
+    let reused = server
+        .post_json("/v1/accounts", &auth, &json!({"login_id": "KEPT01", "password": PASSWORD}))
+        .await;
+    reused.expect_error(409);
+    assert_no_secrets_logged(&server, &[&developer.key], &[PASSWORD]);
+}
+
+#[tokio::test]
+async fn restart_from_snapshot() {
+    let server = Server::start_with(&["--snapshot-interval", "4"]).await;
+    let developer = server.developer("Acme").await;
+    for login_id in ["snap01", "snap02", "snap03"] {
+        server.account(&developer, login_id).await;
+    }
+    let before = observe(&server, &developer).await;
+    // Snapshots are written by a background thread after the batch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let server = server.restart();
+    let hash = rebuilt_state_hash(&server);
+    let after = observe(&server, &developer).await;
+    let server = server.restart();
+
+    assert_eq!(after, before, "responses after a start from a snapshot");
+    assert_eq!(rebuilt_state_hash(&server), hash, "state hash at each start");
+    let line = rebuilt_line(&server);
+    assert!(line.contains("snapshot_seq="), "the start used a snapshot: {line}");
+}
+
+/// Creates `login_id` without borrowing the server, so that the test can
+/// kill the server meanwhile. Returns the created body on 201, and `None`
+/// on any other status or a failed connection.
+async fn create_detached(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    login_id: String,
+) -> Option<Value> {
+    let body = json!({"login_id": login_id, "password": PASSWORD});
+    let response = client.post(url).header("authorization", token).json(&body).send().await.ok()?;
+    if response.status().as_u16() != 201 {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+#[tokio::test]
+async fn crash_keeps_acknowledged() {
+    const CREATES: usize = 24;
+    const ACKNOWLEDGED_BEFORE_KILL: usize = 8;
+    let mut server = Server::start().await;
+    let developer = server.developer("Acme").await;
+    let token = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", developer.sid, developer.key));
+    let (sender, mut receiver) = mpsc::unbounded_channel();
+    for index in 0..CREATES {
+        let client = server.client.clone();
+        let url = server.url("/v1/accounts");
+        let token = format!("Basic {token}");
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            let created = create_detached(client, url, token, format!("crash{index:02}")).await;
+            let _ = sender.send(created);
+        });
+    }
+    drop(sender);
+
+    // Kill as soon as some creates are acknowledged, with others in flight.
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < ACKNOWLEDGED_BEFORE_KILL {
+        match receiver.recv().await {
+            Some(Some(created)) => acknowledged.push(created),
+            Some(None) => {}
+            None => break,
+        }
+    }
+    server.kill();
+    while let Ok(outcome) = receiver.try_recv() {
+        acknowledged.extend(outcome);
+    }
+    assert!(acknowledged.len() >= ACKNOWLEDGED_BEFORE_KILL, "creates were acknowledged");
+
+    let server = server.crash_and_restart();
+    for created in &acknowledged {
+        let sid = created["sid"].as_str().expect("sid");
+        let fetched = server.get(&format!("/v1/accounts/{sid}"), &developer.auth()).await;
+        assert_eq!(fetched.status, 200, "acknowledged {sid} survives; body {}", fetched.text);
+        assert_eq!(&fetched.json, created, "acknowledged {sid} is unchanged");
+    }
+    // Every sub-account that landed, acknowledged or not, landed whole:
+    // with its default SIP account and alias.
+    let listed = server.get("/v1/accounts?page_size=100", &developer.auth()).await;
+    let accounts = listed.json["accounts"].as_array().expect("accounts").clone();
+    assert!(accounts.len() >= acknowledged.len(), "at least the acknowledged ones are listed");
+    for account in &accounts {
+        let sid = account["sid"].as_str().expect("sid");
+        let sip = server.get(&format!("/v1/accounts/{sid}/SIP"), &developer.auth()).await;
+        let sip_accounts = sip.json["sip_accounts"].as_array().expect("sip_accounts");
+        assert_eq!(sip_accounts.len(), 1, "{sid}: default SIP account");
+        assert_eq!(sip_accounts[0]["sip_id"], account["login_id"], "{sid}: sip_id");
+        let aliases = sip_accounts[0]["sip_aliases"].as_array().map(Vec::len);
+        assert_eq!(aliases, Some(1), "{sid}: default alias");
+    }
+    let ready = server.get("/readyz", &Auth::None).await;
+    ready.expect(200);
+    let again = server
+        .post_json(
+            "/v1/accounts",
+            &developer.auth(),
+            &json!({"login_id": "after01", "password": PASSWORD}),
+        )
+        .await;
+    again.expect(201);
+    assert_no_secrets_logged(&server, &[&developer.key], &[PASSWORD]);
+}
+
+#[tokio::test]
+async fn sigterm_exits_cleanly() {
+    let mut server = Server::start().await;
+    let developer = server.developer("Acme").await;
+    server.account(&developer, "term01").await;
+
+    // `stop` sends SIGTERM and asserts exit status 0.
+    server.stop();
+
+    let logs = server.logs().join("\n");
+    assert!(logs.contains("ledger writer stopped"), "the writer stopped in order: {logs}");
+    assert!(logs.contains("subledger::server: stopped"), "the server logged its stop: {logs}");
+}
+
+/// Asserts that the server's logs show neither the platform key, nor any of
+/// `keys`, nor any of `passwords`.
+#[track_caller]
+fn assert_no_secrets_logged(server: &Server, keys: &[&str], passwords: &[&str]) {
+    let logs = server.logs().join("\n");
+    assert!(!logs.contains(&server.platform_key), "the platform key is logged");
+    assert!(!logs.contains(&server.aes_key.to_base64()), "the AES key is logged");
+    for key in keys {
+        assert!(!logs.contains(key), "an API key is logged");
+    }
+    for password in passwords {
+        assert!(!logs.contains(password), "a password is logged");
+    }
+    assert!(!logs.contains("argon2"), "a password hash is logged");
+}
