@@ -178,6 +178,16 @@ pub struct BalancePosted {
     pub balance_after: Decimal,
 }
 
+/// An `Idempotency-Key` bound to an earlier result: a request that carried
+/// the key repeated an earlier posting by its `refer_trans_id`, so it wrote
+/// nothing else. The binding itself is the event's `idempotency` metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyKeyRecorded {
+    /// The stream of the resource: the sub-account of a transaction.
+    pub stream: Sid,
+    pub resource: Sid,
+}
+
 /// Every event of every aggregate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -193,6 +203,7 @@ pub enum Event {
     SipAliasRemoved(SipAliasRemoved),
     BalanceToppedUp(BalancePosted),
     BalanceAdjusted(BalancePosted),
+    IdempotencyKeyRecorded(IdempotencyKeyRecorded),
 }
 
 /// Schema version written for every event type today.
@@ -262,6 +273,7 @@ event_kinds!(
     SipAliasRemoved,
     BalanceToppedUp,
     BalanceAdjusted,
+    IdempotencyKeyRecorded,
 );
 
 impl Event {
@@ -281,6 +293,7 @@ impl Event {
             Event::SipAliasChanged(e) => e.sip_sid,
             Event::SipAliasRemoved(e) => e.sip_sid,
             Event::BalanceToppedUp(e) | Event::BalanceAdjusted(e) => e.account_sid,
+            Event::IdempotencyKeyRecorded(e) => e.stream,
         }
     }
 }

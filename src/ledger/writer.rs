@@ -23,7 +23,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::error::DomainError;
-use crate::domain::events::{EventMeta, IdempotencyRecord};
+use crate::domain::events::{Event, EventMeta, IdempotencyKeyRecorded, IdempotencyRecord};
 use crate::ledger::command::{Command, CommandContext, Outcome};
 use crate::ledger::decide::decide;
 use crate::projection::State;
@@ -345,15 +345,24 @@ fn decide_one(
     let resource = match decision.outcome {
         Outcome::Done(sid) | Outcome::Replayed(sid) => sid,
     };
-    let is_new = matches!(decision.outcome, Outcome::Done(_));
+    let mut events = decision.events;
+
+    // A key on a request that repeats an earlier posting is bound to that
+    // posting too, so that the key answers the same way from now on.
+    if let (Outcome::Replayed(resource), Some(_)) = (decision.outcome, &context.idempotency) {
+        if let Some(transaction) = working.transactions.get(&resource) {
+            let stream = transaction.account;
+            events.push(Event::IdempotencyKeyRecorded(IdempotencyKeyRecorded { stream, resource }));
+        }
+    }
 
     // Fold the events into a scratch copy first, so that an event the state
     // rejects (a bug in `decide`) leaves nothing half-applied.
     let mut next = working.clone();
-    let mut new_events = Vec::with_capacity(decision.events.len());
-    for (index, event) in decision.events.into_iter().enumerate() {
-        let idempotency = match (&context.idempotency, index, is_new) {
-            (Some((key, fingerprint)), 0, true) => Some(IdempotencyRecord {
+    let mut new_events = Vec::with_capacity(events.len());
+    for (index, event) in events.into_iter().enumerate() {
+        let idempotency = match (&context.idempotency, index) {
+            (Some((key, fingerprint)), 0) => Some(IdempotencyRecord {
                 key: key.clone(),
                 fingerprint: fingerprint.clone(),
                 resource,

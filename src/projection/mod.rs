@@ -287,6 +287,16 @@ impl State {
                 sip.aliases.retain(|sid| *sid != e.sid);
                 self.sip_accounts.insert(sip.sid, Arc::new(sip));
             }
+            Event::IdempotencyKeyRecorded(e) => {
+                let transaction = self
+                    .transactions
+                    .get(&e.resource)
+                    .ok_or_else(|| missing(seq, "transaction", e.resource))?;
+                if transaction.account != e.stream || meta.idempotency.is_none() {
+                    let reason = format!("idempotency record for {} is inconsistent", e.resource);
+                    return Err(ApplyError { seq, reason });
+                }
+            }
             Event::BalanceToppedUp(e) | Event::BalanceAdjusted(e) => {
                 let kind = match event {
                     Event::BalanceToppedUp(_) => PostingType::TopUp,

@@ -715,6 +715,38 @@ async fn idempotency_key_every_post() {
 }
 
 #[tokio::test]
+async fn idempotency_key_bound_on_reference_replay() {
+    let server = Server::start().await;
+    let (developer, account) = developer_with_account(&server, "keybind01").await;
+    let auth = developer.auth();
+    let path = balances_path(&account);
+    let first = json!({"amount": "5", "type": "TOPUP", "pay_method": 4, "refer_trans_id": "bind-1"});
+    server.post_json(&path, &auth, &first).await.expect(201);
+
+    // The repeat carries a key for the first time: replayed by its reference.
+    let headers = [("idempotency-key", "bind-key")];
+    let send = |body: &Value| {
+        let bytes = serde_json::to_vec(body).expect("JSON body");
+        server.send(Method::POST, &path, &auth, Some("application/json"), Some(bytes), &headers)
+    };
+    let replayed = send(&first).await;
+    replayed.expect(200);
+    assert_eq!(replayed.header("idempotent-replayed").as_deref(), Some("true"));
+
+    // The key is now bound: a different request under it is a conflict,
+    // also after a restart.
+    let other = json!({"amount": "6", "type": "TOPUP", "pay_method": 4});
+    send(&other).await.expect_error(409);
+    let server = server.restart();
+    let bytes = serde_json::to_vec(&other).expect("JSON body");
+    let after = server
+        .send(Method::POST, &path, &auth, Some("application/json"), Some(bytes), &headers)
+        .await;
+    after.expect_error(409);
+    assert_eq!(balance_amount(&server, &auth, &account).await, "5.00", "posted once");
+}
+
+#[tokio::test]
 async fn fetch_transaction() {
     let server = Server::start().await;
     let (developer, account) = developer_with_account(&server, "fetch01").await;
