@@ -15,6 +15,7 @@ use std::sync::Arc;
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context;
 
+use crate::api::metrics::HttpMetrics;
 use crate::api::params::BODY_BYTES_MAX;
 use crate::api::AppState;
 use crate::crypto::{generate_api_key, hash_api_key, AesKey};
@@ -157,9 +158,11 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
 }
 
 async fn run_http(config: ServeConfig, app_state: web::Data<AppState>) -> anyhow::Result<()> {
+    let http_metrics = web::Data::new(HttpMetrics::default());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
+            .app_data(http_metrics.clone())
             .app_data(web::PayloadConfig::new(BODY_BYTES_MAX))
             .wrap(middleware::from_fn(crate::api::format::edge))
             .configure(crate::api::configure)

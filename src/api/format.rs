@@ -3,8 +3,9 @@
 //! `edge` runs around every route: it picks the response format from a
 //! `.json` or `.xml` suffix (which it strips before routing) or the `Accept`
 //! header, assigns the request id, renders every error in the error shape of
-//! the chosen format (the framework's own 404, 405 and 413 included), and
-//! logs one "request completed" line.
+//! the chosen format (the framework's own 404, 405 and 413 included),
+//! counts the request in the metrics by route pattern, and logs one
+//! "request completed" line.
 
 use std::time::Instant;
 
@@ -13,10 +14,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{StatusCode, Uri};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, Responder};
 use serde_json::Value;
 
 use crate::api::error::ApiError;
+use crate::api::metrics::HttpMetrics;
 
 /// The representation a client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,15 @@ pub struct PathSuffix(pub &'static str);
 
 /// Longest client-supplied request id that is kept.
 const REQUEST_ID_CHARS_MAX: usize = 64;
+
+/// Paths of routes with one fixed format. They take no format suffix:
+/// `/openapi.json` keeps its name, and `/metrics.xml` is no route.
+const FIXED_FORMAT_PATHS: [&str; 2] = ["/openapi.json", "/metrics"];
+
+/// Marks a response that a handler rendered on purpose with an error
+/// status (a 503 from `/readyz`), so that the edge keeps its body.
+#[derive(Debug, Clone, Copy)]
+struct RenderedReply;
 
 fn format_of(request: &HttpRequest) -> Format {
     request.extensions().get::<Format>().copied().unwrap_or(Format::Json)
@@ -80,6 +91,9 @@ fn strip_format_suffix(request: &mut ServiceRequest) -> Option<Format> {
     } else {
         return None;
     };
+    if FIXED_FORMAT_PATHS.contains(&path) || FIXED_FORMAT_PATHS.contains(&stripped) {
+        return None;
+    }
     let mut target = stripped.to_string();
     if let Some(query) = request.uri().query() {
         target.push('?');
@@ -124,6 +138,10 @@ pub async fn edge(
 
     let status = response.status().as_u16();
     let latency_us = started.elapsed().as_micros() as u64;
+    if let Some(metrics) = response.request().app_data::<web::Data<HttpMetrics>>() {
+        let route = response.request().match_pattern();
+        metrics.record(route.as_deref(), &method, status, latency_us);
+    }
     if response.status().is_server_error() {
         let cause = response.response().error().map(|error| error.to_string()).unwrap_or_default();
         tracing::error!(%method, path = %original_path, status, latency_us, %request_id, %cause, "request completed");
@@ -141,6 +159,9 @@ fn render_error_if_needed(
 ) -> ServiceResponse<BoxBody> {
     let status = response.status();
     if !status.is_client_error() && !status.is_server_error() {
+        return response;
+    }
+    if response.response().extensions().get::<RenderedReply>().is_some() {
         return response;
     }
     let existing = response.response().extensions().get::<ApiError>().cloned();
@@ -219,7 +240,9 @@ impl Responder for Reply {
         if self.status == StatusCode::NO_CONTENT {
             return builder.finish();
         }
-        render(&mut builder, format_of(request), self.root, &self.body)
+        let mut response = render(&mut builder, format_of(request), self.root, &self.body);
+        response.extensions_mut().insert(RenderedReply);
+        response
     }
 }
 

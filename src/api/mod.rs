@@ -1,6 +1,7 @@
 //! The REST API: routes, request parsing, authentication, content
-//! negotiation and error rendering. Handlers read the published projection
-//! state and send commands to the ledger writer; they never touch storage.
+//! negotiation, error rendering, metrics and the OpenAPI document. Handlers
+//! read the published projection state and send commands to the ledger
+//! writer; they never touch storage.
 
 pub mod accounts;
 pub mod auth;
@@ -8,6 +9,8 @@ pub mod balances;
 pub mod developers;
 pub mod error;
 pub mod format;
+pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod params;
 pub mod sip;
@@ -154,60 +157,85 @@ async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::for_status(StatusCode::NOT_FOUND))
 }
 
-/// Registers every route.
+/// A method and the route that serves it.
+type MethodRoute = (Method, actix_web::Route);
+
+/// Binds `handler` to `method`, keeping the method for `registered_routes`.
+fn on<F, Args>(method: Method, handler: F) -> MethodRoute
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    (method.clone(), web::method(method).to(handler))
+}
+
+/// Every route pattern with its methods; `configure` registers exactly
+/// these, and the OpenAPI document describes exactly these.
+fn route_table() -> Vec<(&'static str, Vec<MethodRoute>)> {
+    use Method as M;
+    vec![
+        ("/healthz", vec![on(M::GET, ops::healthz)]),
+        ("/readyz", vec![on(M::GET, ops::readyz)]),
+        ("/metrics", vec![on(M::GET, metrics::metrics)]),
+        ("/openapi.json", vec![on(M::GET, openapi::serve)]),
+        ("/v1/developers", vec![on(M::POST, developers::create)]),
+        ("/v1/developers/{developer_sid}", vec![on(M::GET, developers::fetch)]),
+        ("/v1/accounts", vec![on(M::GET, accounts::list), on(M::POST, accounts::create)]),
+        (
+            "/v1/accounts/{account_sid}",
+            vec![on(M::GET, accounts::fetch), on(M::PUT, accounts::update)],
+        ),
+        ("/v1/accounts/{account_sid}/SIP", vec![on(M::GET, sip::list), on(M::POST, sip::create)]),
+        (
+            "/v1/accounts/{account_sid}/SIP/{sip_sid}",
+            vec![on(M::GET, sip::fetch), on(M::PUT, sip::update), on(M::DELETE, sip::delete)],
+        ),
+        (
+            "/v1/accounts/{account_sid}/SIP/{sip_sid}/aliases",
+            vec![on(M::GET, sip::list_aliases), on(M::POST, sip::create_alias)],
+        ),
+        (
+            "/v1/accounts/{account_sid}/SIP/{sip_sid}/aliases/{alias_sid}",
+            vec![
+                on(M::GET, sip::fetch_alias),
+                on(M::PUT, sip::update_alias),
+                on(M::DELETE, sip::delete_alias),
+            ],
+        ),
+        (
+            "/v1/accounts/{account_sid}/balances",
+            vec![on(M::GET, balances::fetch), on(M::POST, balances::post)],
+        ),
+        (
+            "/v1/accounts/{account_sid}/balances/transactions",
+            vec![on(M::GET, balances::list_account)],
+        ),
+        (
+            "/v1/accounts/{account_sid}/balances/transactions/{transaction_sid}",
+            vec![on(M::GET, balances::fetch_transaction)],
+        ),
+        ("/v1/transactions", vec![on(M::GET, balances::list_all)]),
+    ]
+}
+
+/// The route patterns `configure` registers, each with its methods.
+pub fn registered_routes() -> Vec<(&'static str, Vec<Method>)> {
+    route_table()
+        .into_iter()
+        .map(|(path, routes)| (path, routes.into_iter().map(|(method, _)| method).collect()))
+        .collect()
+}
+
+/// Registers every route. A known path with another method is 405, any
+/// other path 404.
 pub fn configure(config: &mut web::ServiceConfig) {
-    let resource =
-        |path: &str| web::resource(path.to_string()).default_service(web::to(method_not_allowed));
-    config
-        .service(resource("/healthz").route(web::get().to(ops::healthz)))
-        .service(resource("/readyz").route(web::get().to(ops::readyz)))
-        .service(resource("/v1/developers").route(web::post().to(developers::create)))
-        .service(resource("/v1/developers/{developer_sid}").route(web::get().to(developers::fetch)))
-        .service(
-            resource("/v1/accounts")
-                .route(web::get().to(accounts::list))
-                .route(web::post().to(accounts::create)),
-        )
-        .service(
-            resource("/v1/accounts/{account_sid}")
-                .route(web::get().to(accounts::fetch))
-                .route(web::put().to(accounts::update)),
-        )
-        .service(
-            resource("/v1/accounts/{account_sid}/SIP")
-                .route(web::get().to(sip::list))
-                .route(web::post().to(sip::create)),
-        )
-        .service(
-            resource("/v1/accounts/{account_sid}/SIP/{sip_sid}")
-                .route(web::get().to(sip::fetch))
-                .route(web::put().to(sip::update))
-                .route(web::delete().to(sip::delete)),
-        )
-        .service(
-            resource("/v1/accounts/{account_sid}/SIP/{sip_sid}/aliases")
-                .route(web::get().to(sip::list_aliases))
-                .route(web::post().to(sip::create_alias)),
-        )
-        .service(
-            resource("/v1/accounts/{account_sid}/SIP/{sip_sid}/aliases/{alias_sid}")
-                .route(web::get().to(sip::fetch_alias))
-                .route(web::put().to(sip::update_alias))
-                .route(web::delete().to(sip::delete_alias)),
-        )
-        .service(
-            resource("/v1/accounts/{account_sid}/balances")
-                .route(web::get().to(balances::fetch))
-                .route(web::post().to(balances::post)),
-        )
-        .service(
-            resource("/v1/accounts/{account_sid}/balances/transactions")
-                .route(web::get().to(balances::list_account)),
-        )
-        .service(
-            resource("/v1/accounts/{account_sid}/balances/transactions/{transaction_sid}")
-                .route(web::get().to(balances::fetch_transaction)),
-        )
-        .service(resource("/v1/transactions").route(web::get().to(balances::list_all)))
-        .default_service(web::to(not_found));
+    for (path, routes) in route_table() {
+        let mut resource = web::resource(path).default_service(web::to(method_not_allowed));
+        for (_, route) in routes {
+            resource = resource.route(route);
+        }
+        config.service(resource);
+    }
+    config.default_service(web::to(not_found));
 }

@@ -1,19 +1,21 @@
-//! Liveness and readiness.
+//! Liveness and readiness, in JSON or XML like every other response.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::web;
 use serde_json::json;
 
+use crate::api::format::Reply;
 use crate::api::AppState;
 
 /// The process is up and serving HTTP.
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+pub async fn healthz() -> Reply {
+    Reply::ok("Health", json!({"status": "ok"}))
 }
 
 /// The log is open, the projections are caught up, and the writer accepts
 /// writes. The server only starts listening after recovery, so the first
 /// two hold whenever it answers.
-pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
+pub async fn readyz(app: web::Data<AppState>) -> Reply {
     let state = app.ledger.state();
     let head = app.ledger.store.head();
     let ready = app.ledger.is_healthy() && state.last_seq == head.seq;
@@ -23,9 +25,9 @@ pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
         "log_head": head.seq,
         "writer": if app.ledger.is_healthy() { "ok" } else { "stopped after a storage failure" },
     });
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
+    let mut reply = Reply::ok("Readiness", body);
+    if !ready {
+        reply.status = StatusCode::SERVICE_UNAVAILABLE;
     }
+    reply
 }

@@ -10,6 +10,9 @@
 //! | `durability` | restart and SIGKILL: same state, acknowledged creates survive, no secret logged |
 //! | `balances` | postings, exact amounts, the prepaid guard, references, history |
 //! | `concurrency` | simultaneous postings: no lost update, guard, one posting per reference |
+//! | `formats` | JSON and XML by suffix and `Accept`, on every kind of route and error |
+//! | `metrics` | `/metrics`: the Prometheus text format, request counts by route, ledger figures |
+//! | `openapi` | the OpenAPI document: committed copy, route table, references, response schemas |
 
 mod support;
 
@@ -18,5 +21,8 @@ mod auth;
 mod balances;
 mod concurrency;
 mod durability;
+mod formats;
 mod input;
+mod metrics;
+mod openapi;
 mod smoke;
