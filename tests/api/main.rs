@@ -10,6 +10,7 @@
 //! | `durability` | restart and SIGKILL: same state, acknowledged creates survive, no secret logged |
 //! | `balances` | postings, exact amounts, the prepaid guard, references, history |
 //! | `concurrency` | simultaneous postings: no lost update, guard, one posting per reference |
+//! | `sip` | SIP accounts and aliases: names, limits, passwords, status, tenancy |
 //! | `formats` | JSON and XML by suffix and `Accept`, on every kind of route and error |
 //! | `metrics` | `/metrics`: the Prometheus text format, request counts by route, ledger figures |
 //! | `openapi` | the OpenAPI document: committed copy, route table, references, response schemas |
@@ -25,4 +26,5 @@ mod formats;
 mod input;
 mod metrics;
 mod openapi;
+mod sip;
 mod smoke;
