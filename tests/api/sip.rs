@@ -1,8 +1,8 @@
-//! SIP accounts and their aliases over HTTP: the lifecycle of both, the one
-//! namespace per domain that SIP ids and aliases share, the alias limit,
-//! the input rules for `sip_id`, `alias` and passwords, domain moves, the
-//! cascade on delete, status and tenancy, the digests written to the log,
-//! and that all of it still applies after a restart.
+//! SIP accounts and their aliases over HTTP. The tests cover the lifecycle
+//! of both and the one namespace per domain that SIP ids and aliases share.
+//! They also cover the alias limit, the rules for `sip_id`, `alias` and
+//! passwords, domain moves, the cascade on delete, status, tenancy and the
+//! digests written to the log. Each test repeats its checks after a restart.
 
 use futures_util::future::join_all;
 use md5::Md5;
