@@ -2,7 +2,8 @@
 //! of both and the one namespace per domain that SIP ids and aliases share.
 //! They also cover the alias limit, the rules for `sip_id`, `alias` and
 //! passwords, domain moves, the cascade on delete, status, tenancy and the
-//! digests written to the log. Each test repeats its checks after a restart.
+//! digests written to the log. Every test also checks the state after a
+//! restart.
 
 use futures_util::future::join_all;
 use md5::Md5;
@@ -666,14 +667,10 @@ async fn sip_password_rules() {
     assert_eq!(setup.get(&sip_uri).await.json, before.json, "rejected PUTs changed nothing");
 }
 
-#[tokio::test]
-async fn sip_put_rules() {
-    let setup = Setup::start("owner07").await;
+/// Asserts 400 for each PUT that lacks a required parameter or has a bad
+/// one.
+async fn check_put_rules(setup: &Setup, uri: &str) {
     let server = &setup.server;
-    let sip = setup.sip("putter01", None).await;
-    let uri = format!("{}/{sip}", sip_path(&setup.account));
-    let before = setup.get(&uri).await;
-
     let cases = [
         ("no password", json!({"domain": DEFAULT_DOMAIN}), CODE_MISSING, "password"),
         ("no domain", json!({"password": server.encrypt(PASSWORD)}), CODE_MISSING, "domain"),
@@ -692,12 +689,24 @@ async fn sip_put_rules() {
         ),
     ];
     for (case, body, code, field) in &cases {
-        let reply = server.put_json(&uri, &setup.auth(), body).await;
+        let reply = server.put_json(uri, &setup.auth(), body).await;
         assert_error(&reply, 400, *code, case);
         assert_eq!(reply.error_fields(), vec![*field], "{case}: field");
     }
-    let form = server.put_form(&uri, &setup.auth(), &[("domain", DEFAULT_DOMAIN)]).await;
+    let form = server.put_form(uri, &setup.auth(), &[("domain", DEFAULT_DOMAIN)]).await;
     assert_error(&form, 400, CODE_MISSING, "form without password");
+}
+
+#[tokio::test]
+async fn sip_put_rules() {
+    let setup = Setup::start("owner07").await;
+    let sip = setup.sip("putter01", None).await;
+    let uri = format!("{}/{sip}", sip_path(&setup.account));
+    let before = setup.get(&uri).await;
+
+    check_put_rules(&setup, &uri).await;
+    let setup = setup.restart();
+    check_put_rules(&setup, &uri).await;
     assert_eq!(setup.get(&uri).await.json, before.json, "rejected PUTs changed nothing");
 }
 
@@ -850,6 +859,20 @@ async fn sip_status_follows_account() {
     assert_eq!(setup.get(&alias_uri).await.json, closed_alias.json, "closed alias unchanged");
 }
 
+/// Asserts 404 for GET, PUT and DELETE on each (case, caller, path).
+async fn check_hidden(server: &Server, cases: &[(&str, Auth, String)]) {
+    let put_sip = json!({"password": server.encrypt(PASSWORD), "domain": "x.example.com"});
+    for (case, auth, path) in cases {
+        assert_error(&server.get(path, auth).await, 404, CODE_NOT_FOUND, case);
+        let body =
+            if path.contains("/aliases/") { json!({"alias": "stolen"}) } else { put_sip.clone() };
+        let put = server.put_json(path, auth, &body).await;
+        assert_error(&put, 404, CODE_NOT_FOUND, &format!("PUT {case}"));
+        let delete = server.delete(path, auth).await;
+        assert_error(&delete, 404, CODE_NOT_FOUND, &format!("DELETE {case}"));
+    }
+}
+
 #[tokio::test]
 async fn sip_tenancy() {
     let setup = Setup::start("owner11").await;
@@ -866,49 +889,37 @@ async fn sip_tenancy() {
     let stranger_account =
         server.account(&stranger, "stranger1").await["sid"].as_str().expect("sid").to_string();
 
-    let account = setup.account.as_str();
+    let account = setup.account.clone();
     let sip_uri = format!("/v1/accounts/{account}/SIP/{sip}");
     let alias_uri = format!("{sip_uri}/aliases/{alias}");
     let before = (setup.get(&sip_uri).await.json, setup.get(&alias_uri).await.json);
 
-    // (who, path) pairs that must be 404 for every method.
-    let stranger_auth = stranger.auth();
+    // Paths that must be 404 for every method, with the caller.
     let mine = setup.auth();
     let cases = [
-        ("other developer, SIP account", &stranger_auth, sip_uri.clone()),
-        ("other developer, alias", &stranger_auth, alias_uri.clone()),
+        ("other developer, SIP account", stranger.auth(), sip_uri.clone()),
+        ("other developer, alias", stranger.auth(), alias_uri.clone()),
         (
             "other developer, own sub-account path",
-            &stranger_auth,
+            stranger.auth(),
             format!("/v1/accounts/{stranger_account}/SIP/{sip}"),
         ),
-        ("SIP account under a sibling", &mine, format!("/v1/accounts/{sibling}/SIP/{sip}")),
+        ("SIP account under a sibling", mine.clone(), format!("/v1/accounts/{sibling}/SIP/{sip}")),
         (
             "alias under another SIP account",
-            &mine,
+            mine.clone(),
             format!("/v1/accounts/{account}/SIP/{sip}/aliases/{other_alias}"),
         ),
-        ("alias sid as SIP sid", &mine, format!("/v1/accounts/{account}/SIP/{alias}")),
-        ("malformed SIP sid", &mine, format!("/v1/accounts/{account}/SIP/SC1234")),
+        ("alias sid as SIP sid", mine.clone(), format!("/v1/accounts/{account}/SIP/{alias}")),
+        ("malformed SIP sid", mine, format!("/v1/accounts/{account}/SIP/SC1234")),
     ];
-    let put_sip = json!({"password": server.encrypt(PASSWORD), "domain": "x.example.com"});
-    for (case, auth, path) in &cases {
-        assert_error(&server.get(path, auth).await, 404, CODE_NOT_FOUND, case);
-        let body =
-            if path.contains("/aliases/") { json!({"alias": "stolen"}) } else { put_sip.clone() };
-        let put = server.put_json(path, auth, &body).await;
-        assert_error(&put, 404, CODE_NOT_FOUND, &format!("PUT {case}"));
-        let delete = server.delete(path, auth).await;
-        assert_error(&delete, 404, CODE_NOT_FOUND, &format!("DELETE {case}"));
-    }
-    let list = server.get(&sip_path(account), &stranger_auth).await;
+    check_hidden(server, &cases).await;
+    let list = server.get(&sip_path(&account), &stranger.auth()).await;
     assert_error(&list, 404, CODE_NOT_FOUND, "other developer lists SIP accounts");
     let post = server
-        .post_json(&aliases_path(account, &sip), &stranger_auth, &json!({"alias": "x"}))
+        .post_json(&aliases_path(&account, &sip), &stranger.auth(), &json!({"alias": "x"}))
         .await;
     assert_error(&post, 404, CODE_NOT_FOUND, "other developer adds an alias");
-    let after = (setup.get(&sip_uri).await.json, setup.get(&alias_uri).await.json);
-    assert_eq!(after, before, "rejected requests changed nothing");
 
     // The platform can read every developer's SIP accounts.
     let platform = server.get(&sip_uri, &Auth::Platform).await;
@@ -919,6 +930,11 @@ async fn sip_tenancy() {
     let wrong_scope = format!("{sip_uri}?developer_id={}", stranger.sid);
     let reply = server.get(&wrong_scope, &Auth::Platform).await;
     assert_error(&reply, 404, CODE_NOT_FOUND, "platform acting for another developer");
+
+    let setup = setup.restart();
+    check_hidden(&setup.server, &cases).await;
+    let after = (setup.get(&sip_uri).await.json, setup.get(&alias_uri).await.json);
+    assert_eq!(after, before, "rejected requests changed nothing");
 }
 
 /// Reads every event of a stopped server's log.
