@@ -3,6 +3,7 @@
 //! projections rebuilt from it and served over a REST API.
 
 pub mod api;
+pub mod audit;
 pub mod crypto;
 pub mod domain;
 pub mod ledger;

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use subledger::audit::export::{ExportArgs, ExportFormat};
+use subledger::audit::reconcile::ReconcileArgs;
+use subledger::audit::replay::ReplayArgs;
+use subledger::audit::{ReportFormat, Verdict, EXIT_CHECK_FAILED, EXIT_ERROR};
 use subledger::ledger::recovery::SNAPSHOT_INTERVAL_EVENTS_DEFAULT;
 use subledger::server::{serve, ServeConfig};
 
@@ -32,12 +36,103 @@ enum Commands {
         /// SIP domain for requests that name none.
         #[arg(long, default_value = "sip.example.com")]
         default_domain: String,
-        /// Events between projection snapshots; 0 disables them.
+        /// Events between projection snapshots; a start loads the newest
+        /// snapshot and replays only the events after it. 0 disables them.
         #[arg(long, default_value_t = SNAPSHOT_INTERVAL_EVENTS_DEFAULT)]
         snapshot_interval: u64,
         /// HTTP worker threads (default: one per CPU core).
         #[arg(long)]
         workers: Option<usize>,
+    },
+    /// Check a stopped service's data directory and print a summary.
+    ///
+    /// Checks the hash chain, gap-free sequences and stream versions, a full
+    /// replay of the projections, double entry, and the stored projection
+    /// snapshots. Exits 0 when every check holds, 1 at the first break
+    /// (named by its sequence number), 2 when the directory cannot be read.
+    Verify {
+        /// Data directory of a stopped `subledger serve`.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// An event hash kept from an earlier run, as SEQ:HASH (the chain
+        /// head line shows it); fails if event SEQ no longer has that hash.
+        /// Repeatable.
+        #[arg(long)]
+        anchor: Vec<String>,
+    },
+    /// List one sub-account's postings with the balance after each.
+    ///
+    /// Reads the sub-account's events in log order, checks each one's hash
+    /// and balance, and shows the balance as of --until. Exits 1 when a
+    /// check fails, 2 when the directory cannot be read.
+    Replay {
+        /// Data directory of a stopped `subledger serve`.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// The sub-account's sid (AC…).
+        #[arg(long)]
+        account: String,
+        /// List postings recorded at or before this time and show the
+        /// balance then: RFC 3339 or RFC 2822, with an offset.
+        #[arg(long)]
+        until: Option<String>,
+        /// Report format on stdout.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Export every balance transaction, or the raw event log.
+    ///
+    /// Checks the hash chain on the way and stops at a break (exit 1),
+    /// removing a partly written --output file.
+    Export {
+        /// Data directory of a stopped `subledger serve`.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// File format.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Only events recorded at or after this time (RFC 3339 or RFC 2822).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only events recorded before this time (RFC 3339 or RFC 2822).
+        #[arg(long)]
+        to: Option<String>,
+        /// Export every event (seq, prev_hash, hash, body) as JSON lines.
+        #[arg(long)]
+        events: bool,
+        /// File to write; stdout when absent.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Compare a payment provider's statement with the ledger's postings.
+    ///
+    /// The statement is a CSV file whose header names at least
+    /// refer_trans_id and amount. Exits 0 only when everything matches, 1 on
+    /// any discrepancy, 2 when an input cannot be read.
+    Reconcile {
+        /// Data directory of a stopped `subledger serve`.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// The provider's statement, a CSV file with a header row.
+        #[arg(long)]
+        statement: PathBuf,
+        /// The pay method code the statement covers, such as 4 for PayPal.
+        #[arg(long)]
+        pay_method: u16,
+        /// Only this developer's postings (DV…); without it, a reference
+        /// used by two developers is reported as ambiguous.
+        #[arg(long)]
+        developer: Option<String>,
+        /// Report format on stdout.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Expect in the statement only postings recorded at or after this
+        /// time (RFC 3339 or RFC 2822).
+        #[arg(long)]
+        from: Option<String>,
+        /// Expect in the statement only postings recorded before this time.
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -75,12 +170,76 @@ fn main() -> ExitCode {
                 workers,
             })
         }
+        offline => return run_offline(offline),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs an offline command: exit 0 when its checks hold, 1 when they fail,
+/// 2 when it cannot run. A panic (sled panics on some damaged files) is
+/// reported as an error, never as a crash: the hook only logs its location
+/// at debug level, and the payload becomes the error message.
+fn run_offline(command: Commands) -> ExitCode {
+    std::panic::set_hook(Box::new(|info| tracing::debug!(%info, "caught a panic")));
+    let outcome = std::panic::catch_unwind(move || run_audit(command));
+    let error = match outcome {
+        Ok(Ok(Verdict::Passed)) => return ExitCode::SUCCESS,
+        Ok(Ok(Verdict::Failed)) => return ExitCode::from(EXIT_CHECK_FAILED),
+        Ok(Err(error)) => format!("{error:#}"),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            format!(
+                "internal error while reading the data directory ({message}); \
+                 it may be damaged. RUST_LOG=debug shows where it happened"
+            )
+        }
+    };
+    eprintln!("error: {error}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+fn run_audit(command: Commands) -> anyhow::Result<Verdict> {
+    match command {
+        Commands::Serve { .. } => unreachable!("main runs serve itself"),
+        Commands::Verify { data_dir, anchor } => subledger::audit::verify::run(&data_dir, &anchor),
+        Commands::Replay { data_dir, account, until, format } => {
+            subledger::audit::replay::run(ReplayArgs {
+                data_dir: &data_dir,
+                account: &account,
+                until: until.as_deref(),
+                format,
+            })
+        }
+        Commands::Export { data_dir, format, from, to, events, output } => {
+            subledger::audit::export::run(ExportArgs {
+                data_dir: &data_dir,
+                format,
+                from: from.as_deref(),
+                to: to.as_deref(),
+                events,
+                output: output.as_deref(),
+            })
+        }
+        Commands::Reconcile { data_dir, statement, pay_method, developer, format, from, to } => {
+            subledger::audit::reconcile::run(ReconcileArgs {
+                data_dir: &data_dir,
+                statement: &statement,
+                pay_method,
+                developer: developer.as_deref(),
+                format,
+                from: from.as_deref(),
+                to: to.as_deref(),
+            })
         }
     }
 }

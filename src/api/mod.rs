@@ -8,6 +8,7 @@ pub mod auth;
 pub mod balances;
 pub mod developers;
 pub mod error;
+pub mod events;
 pub mod format;
 pub mod metrics;
 pub mod openapi;
@@ -149,8 +150,14 @@ pub fn open_password(app: &AppState, text: &str, encrypt_type: u32) -> Result<Se
     Ok(Secret(plain))
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::for_status(StatusCode::METHOD_NOT_ALLOWED))
+/// The 405 response, with the `Allow` header listing the path's methods.
+fn method_not_allowed(allow: &str) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    let mut response = ApiError::for_status(StatusCode::METHOD_NOT_ALLOWED).error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+        response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
@@ -215,6 +222,7 @@ fn route_table() -> Vec<(&'static str, Vec<MethodRoute>)> {
             "/v1/accounts/{account_sid}/balances/transactions/{transaction_sid}",
             vec![on(M::GET, balances::fetch_transaction)],
         ),
+        ("/v1/accounts/{account_sid}/events", vec![on(M::GET, events::list)]),
         ("/v1/transactions", vec![on(M::GET, balances::list_all)]),
     ]
 }
@@ -231,7 +239,13 @@ pub fn registered_routes() -> Vec<(&'static str, Vec<Method>)> {
 /// other path 404.
 pub fn configure(config: &mut web::ServiceConfig) {
     for (path, routes) in route_table() {
-        let mut resource = web::resource(path).default_service(web::to(method_not_allowed));
+        let methods: Vec<&str> = routes.iter().map(|(method, _)| method.as_str()).collect();
+        let allow = methods.join(", ");
+        let reject = move || {
+            let response = method_not_allowed(&allow);
+            async move { response }
+        };
+        let mut resource = web::resource(path).default_service(web::to(reject));
         for (_, route) in routes {
             resource = resource.route(route);
         }

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use crate::audit::progress::Progress;
 use crate::projection::State;
 use crate::store::{EventStore, StoreError, GENESIS_HASH};
 
@@ -12,9 +13,6 @@ use crate::store::{EventStore, StoreError, GENESIS_HASH};
 /// bytes an event this is a snapshot per ~50 MB of log, and a start replays
 /// at most this many events after loading one.
 pub const SNAPSHOT_INTERVAL_EVENTS_DEFAULT: u64 = 100_000;
-
-/// Events between progress log lines while replaying.
-const REPLAY_PROGRESS_EVENTS: u64 = 250_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
@@ -97,6 +95,8 @@ pub fn replay_tail(
     let head = store.head();
     let started = Instant::now();
     let mut replayed = 0u64;
+    let tail_events = head.seq.saturating_sub(state.last_seq);
+    let mut progress = Progress::start("replaying the event log", tail_events);
     for raw in store.read_raw_from(state.last_seq + 1) {
         let raw = raw?;
         if raw.prev_hash != prev_hash {
@@ -111,15 +111,9 @@ pub fn replay_tail(
         state.apply_recorded(&recorded)?;
         prev_hash = raw.hash;
         replayed += 1;
-        if replayed.is_multiple_of(REPLAY_PROGRESS_EVENTS) {
-            tracing::info!(
-                replayed,
-                last_seq = state.last_seq,
-                head = head.seq,
-                "replaying the event log"
-            );
-        }
+        progress.advance();
     }
+    progress.finish();
     if state.last_seq != head.seq {
         return Err(RecoveryError::Incomplete { head: head.seq, replayed: state.last_seq });
     }

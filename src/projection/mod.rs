@@ -48,6 +48,9 @@ pub struct State {
     pub sip_accounts: OrdMap<Sid, Arc<SipAccount>>,
     /// Each sub-account's SIP accounts in creation order.
     pub account_sip_accounts: OrdMap<Sid, Vector<Sid>>,
+    /// Every SIP account each sub-account ever had, deleted ones included,
+    /// in creation order: the event streams of the sub-account's history.
+    pub account_sip_history: OrdMap<Sid, Vector<Sid>>,
     pub sip_aliases: OrdMap<Sid, Arc<SipAlias>>,
     /// SIP ids and aliases by domain and folded name, to their owner.
     pub sip_names: OrdMap<SipNameKey, Sid>,
@@ -209,6 +212,7 @@ impl State {
                     });
                 }
                 self.account_sip_accounts.entry(e.account_sid).or_default().push_back(e.sid);
+                self.account_sip_history.entry(e.account_sid).or_default().push_back(e.sid);
                 self.claim_sip_name(seq, &e.domain, &e.sip_id, e.sid)?;
             }
             Event::SipAccountUpdated(e) => {

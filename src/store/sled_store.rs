@@ -108,23 +108,28 @@ impl SledStore {
             Ok(Err(error)) => return Err(StoreError::Damaged(error.to_string())),
             Err(_) => return Err(StoreError::Damaged("sled panicked while opening".into())),
         };
-        let events = db.open_tree("events")?;
-        let streams = db.open_tree("streams")?;
-        let meta = db.open_tree("meta")?;
-        let snapshots = db.open_tree("snapshots")?;
+        let (events, streams, meta, snapshots, head) = guard_read("the log's metadata", || {
+            let events = db.open_tree("events")?;
+            let streams = db.open_tree("streams")?;
+            let meta = db.open_tree("meta")?;
+            let snapshots = db.open_tree("snapshots")?;
 
-        match meta.get(META_FORMAT)? {
-            Some(format) if format.as_ref() == FORMAT_NAME => {}
-            Some(_) => {
-                return Err(StoreError::Damaged("unknown log format in meta".into()));
+            match meta.get(META_FORMAT)? {
+                Some(format) if format.as_ref() == FORMAT_NAME => {}
+                Some(_) => {
+                    return Err(StoreError::Damaged("unknown log format in meta".into()));
+                }
+                None if events.is_empty() => {
+                    meta.insert(META_FORMAT, FORMAT_NAME)?;
+                }
+                None => {
+                    return Err(StoreError::Damaged("events present without a format".into()));
+                }
             }
-            None if events.is_empty() => {
-                meta.insert(META_FORMAT, FORMAT_NAME)?;
-            }
-            None => return Err(StoreError::Damaged("events present without a format".into())),
-        }
 
-        let head = Self::read_head(&events, &meta)?;
+            let head = Self::read_head(&events, &meta)?;
+            Ok((events, streams, meta, snapshots, head))
+        })?;
         let db_file = File::open(path.join("db"))?;
         let store = SledStore {
             db,
@@ -280,32 +285,49 @@ impl EventStore for SledStore {
     }
 
     fn read_raw_from(&self, from: u64) -> RawEventIter<'_> {
-        let iter = self.events.range(seq_key(from.max(1))..).map(|entry| {
-            let (key, value) = entry?;
-            let seq = read_u64(&key)
-                .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
-            RawEvent::from_stored(seq, &value)
+        let mut entries = self.events.range(seq_key(from.max(1))..);
+        let mut failed = false;
+        // Each step runs under `guard_read`; after a failure the iterator
+        // ends, because sled's iterator may be left inconsistent.
+        let iter = std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            let item = guard_read("the events tree", || {
+                let Some(entry) = entries.next() else {
+                    return Ok(None);
+                };
+                let (key, value) = entry?;
+                let seq = read_u64(&key)
+                    .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
+                RawEvent::from_stored(seq, &value).map(Some)
+            })
+            .transpose()?;
+            failed = matches!(item, Err(StoreError::Damaged(_) | StoreError::Engine(_)));
+            Some(item)
         });
         Box::new(iter)
     }
 
     fn stream_sequences(&self, stream: Sid) -> StoreResult<Vec<u64>> {
-        let prefix = stream.to_string();
-        let mut sequences = Vec::new();
-        for entry in self.streams.scan_prefix(prefix.as_bytes()) {
-            let (_, value) = entry?;
-            let seq = read_u64(&value)
-                .ok_or_else(|| StoreError::Damaged("stream value is not 8 bytes".into()))?;
-            sequences.push(seq);
-        }
-        Ok(sequences)
+        guard_read("the streams tree", || {
+            let prefix = stream.to_string();
+            let mut sequences = Vec::new();
+            for entry in self.streams.scan_prefix(prefix.as_bytes()) {
+                let (_, value) = entry?;
+                let seq = read_u64(&value)
+                    .ok_or_else(|| StoreError::Damaged("stream value is not 8 bytes".into()))?;
+                sequences.push(seq);
+            }
+            Ok(sequences)
+        })
     }
 
     fn read_raw(&self, seq: u64) -> StoreResult<Option<RawEvent>> {
-        match self.events.get(seq_key(seq))? {
+        guard_read("the events tree", || match self.events.get(seq_key(seq))? {
             None => Ok(None),
             Some(value) => RawEvent::from_stored(seq, &value).map(Some),
-        }
+        })
     }
 
     fn save_snapshot(&self, seq: u64, bytes: &[u8]) -> StoreResult<()> {
@@ -344,6 +366,24 @@ impl EventStore for SledStore {
     }
 
     fn snapshots(&self) -> StoreResult<Vec<StoredSnapshot>> {
+        guard_read("the snapshots tree", || self.read_snapshots())
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Runs a read of sled, turning a panic inside sled into `Damaged` as
+/// `open` does: sled 0.34 panics on some corrupt pages when it first reads
+/// them, which is after the open.
+fn guard_read<T>(what: &str, read: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+    catch_unwind(AssertUnwindSafe(read))
+        .unwrap_or_else(|_| Err(StoreError::Damaged(format!("sled panicked while reading {what}"))))
+}
+
+impl SledStore {
+    fn read_snapshots(&self) -> StoreResult<Vec<StoredSnapshot>> {
         let mut found = Vec::new();
         for (seq, header) in self.snapshot_headers()? {
             match self.read_snapshot(seq, &header) {
@@ -354,10 +394,6 @@ impl EventStore for SledStore {
             }
         }
         Ok(found)
-    }
-
-    fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
     }
 }
 

@@ -14,10 +14,12 @@
 //! | `formats` | JSON and XML by suffix and `Accept`, on every kind of route and error |
 //! | `metrics` | `/metrics`: the Prometheus text format, request counts by route, ledger figures |
 //! | `openapi` | the OpenAPI document: committed copy, route table, references, response schemas |
+//! | `audit` | offline verify, replay, export and reconcile; snapshot starts; the events endpoint |
 
 mod support;
 
 mod accounts;
+mod audit;
 mod auth;
 mod balances;
 mod concurrency;

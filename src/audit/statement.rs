@@ -1,0 +1,142 @@
+//! Reading a payment provider's statement for `subledger reconcile`: a CSV
+//! file whose header names at least `refer_trans_id` and `amount`, compared
+//! after trimming and ignoring case. Every other column is kept as text for
+//! the report; a `currency` column, when present, is also compared with the
+//! ledger. A row that cannot be used is kept as an invalid row with its
+//! line number, and reading goes on.
+
+use std::path::Path;
+
+use anyhow::Context;
+use rust_decimal::Decimal;
+
+use crate::domain::money::parse_amount;
+use crate::domain::text::validate_refer_trans_id;
+
+/// One usable statement row.
+#[derive(Debug, Clone)]
+pub struct StatementRow {
+    /// Line of the file where the row starts, from 1 (the header is line 1).
+    pub line: u64,
+    /// The reference, NFC-normalized as the API stores it.
+    pub reference: String,
+    pub amount: Decimal,
+    /// The `currency` column, upper-cased, when the statement has one.
+    pub currency: Option<String>,
+    /// Every other column, by header name, in file order.
+    pub columns: Vec<(String, String)>,
+}
+
+/// A row that cannot be used, and why.
+#[derive(Debug, Clone)]
+pub struct InvalidRow {
+    pub line: u64,
+    pub reason: String,
+}
+
+/// A parsed statement.
+#[derive(Debug, Default)]
+pub struct Statement {
+    pub rows: Vec<StatementRow>,
+    pub invalid: Vec<InvalidRow>,
+}
+
+/// Positions of the columns the reconciliation reads.
+struct Columns {
+    names: Vec<String>,
+    reference: usize,
+    amount: usize,
+    currency: Option<usize>,
+}
+
+/// Reads the statement at `path`. A file that cannot be read or has no
+/// usable header is an error; bad rows are collected in `invalid`.
+pub fn read_statement(path: &Path) -> anyhow::Result<Statement> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .with_context(|| format!("failed to open the statement {}", path.display()))?;
+    let header = reader
+        .byte_headers()
+        .with_context(|| format!("failed to read the header of {}", path.display()))?
+        .clone();
+    let columns = find_columns(&header)
+        .with_context(|| format!("the statement {} has no usable header", path.display()))?;
+
+    let mut statement = Statement::default();
+    for record in reader.byte_records() {
+        let record = match record {
+            Ok(record) => record,
+            Err(error) if !error.is_io_error() => {
+                let line = error.position().map_or(0, |position| position.line());
+                statement.invalid.push(InvalidRow { line, reason: error.to_string() });
+                continue;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("failed to read {}", path.display()));
+            }
+        };
+        let line = record.position().map_or(0, |position| position.line());
+        match parse_row(&columns, &record, line) {
+            Ok(row) => statement.rows.push(row),
+            Err(reason) => statement.invalid.push(InvalidRow { line, reason }),
+        }
+    }
+    Ok(statement)
+}
+
+fn find_columns(header: &csv::ByteRecord) -> anyhow::Result<Columns> {
+    let mut names = Vec::with_capacity(header.len());
+    for (index, field) in header.iter().enumerate() {
+        let name = std::str::from_utf8(field)
+            .map_err(|_| anyhow::anyhow!("header column {} is not UTF-8", index + 1))?;
+        // A byte order mark before the first name is not part of it.
+        names.push(name.trim_start_matches('\u{feff}').trim().to_string());
+    }
+    let position = |wanted: &str| names.iter().position(|name| name.eq_ignore_ascii_case(wanted));
+    let (Some(reference), Some(amount)) = (position("refer_trans_id"), position("amount")) else {
+        anyhow::bail!(
+            "the header must name the columns refer_trans_id and amount; it names: {}",
+            names.join(", ")
+        );
+    };
+    let currency = position("currency");
+    Ok(Columns { names, reference, amount, currency })
+}
+
+fn parse_row(
+    columns: &Columns,
+    record: &csv::ByteRecord,
+    line: u64,
+) -> Result<StatementRow, String> {
+    if record.len() != columns.names.len() {
+        return Err(format!(
+            "the row has {} fields, the header has {}",
+            record.len(),
+            columns.names.len()
+        ));
+    }
+    let mut fields = Vec::with_capacity(record.len());
+    for (index, field) in record.iter().enumerate() {
+        let text = std::str::from_utf8(field)
+            .map_err(|_| format!("column {} is not UTF-8", columns.names[index]))?;
+        fields.push(text.to_string());
+    }
+
+    let reference = validate_refer_trans_id(&fields[columns.reference]).map_err(|error| {
+        format!("refer_trans_id {:?}: {}", fields[columns.reference], error.reason)
+    })?;
+    let amount = parse_amount(&fields[columns.amount])
+        .map_err(|error| format!("amount {:?}: {error}", fields[columns.amount]))?;
+    let currency = columns.currency.map(|index| fields[index].trim().to_ascii_uppercase());
+    let used = [Some(columns.reference), Some(columns.amount), columns.currency];
+    let other = columns
+        .names
+        .iter()
+        .zip(fields)
+        .enumerate()
+        .filter(|(index, _)| !used.contains(&Some(*index)))
+        .map(|(_, (name, value))| (name.clone(), value))
+        .collect();
+    Ok(StatementRow { line, reference, amount, currency, columns: other })
+}
