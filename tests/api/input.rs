@@ -389,20 +389,21 @@ async fn unknown_routes_and_methods() {
     }
 
     let wrong_methods = [
-        (Method::DELETE, "/v1/accounts".to_string()),
-        (Method::PUT, "/v1/accounts".to_string()),
-        (Method::PATCH, format!("/v1/accounts/{sid}")),
-        (Method::POST, format!("/v1/accounts/{sid}")),
-        (Method::DELETE, format!("/v1/accounts/{sid}")),
-        (Method::GET, "/v1/developers".to_string()),
-        (Method::POST, "/healthz".to_string()),
+        (Method::DELETE, "/v1/accounts".to_string(), "GET, POST"),
+        (Method::PUT, "/v1/accounts".to_string(), "GET, POST"),
+        (Method::PATCH, format!("/v1/accounts/{sid}"), "GET, PUT"),
+        (Method::POST, format!("/v1/accounts/{sid}"), "GET, PUT"),
+        (Method::DELETE, format!("/v1/accounts/{sid}"), "GET, PUT"),
+        (Method::GET, "/v1/developers".to_string(), "POST"),
+        (Method::POST, "/healthz".to_string(), "GET"),
     ];
     let mut method_error = Value::Null;
-    for (method, path) in wrong_methods {
+    for (method, path, allow) in wrong_methods {
         let case = format!("{method} {path}");
         let reply = server.send(method, &path, &auth, None, None, &[]).await;
         assert_eq!(reply.status, 405, "{case}: status; body {}", reply.text);
         reply.expect_error(405);
+        assert_eq!(reply.header("allow").as_deref(), Some(allow), "{case}: Allow header");
         method_error = reply.json.clone();
     }
     assert_json_snapshot("error_405", &method_error);
