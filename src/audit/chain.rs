@@ -29,8 +29,9 @@ pub enum ScanError {
 }
 
 impl From<StoreError> for ScanError {
-    /// A stored value that does not split into header and body is a break
-    /// at its sequence number; every other store error is unreadable storage.
+    /// Classifies a store error. A stored value that does not split into
+    /// header and body is a break at its sequence number. Every other store
+    /// error is unreadable storage.
     fn from(error: StoreError) -> ScanError {
         match error {
             StoreError::Corrupt { seq, reason } => ScanError::Break(Break { seq, reason }),
@@ -118,5 +119,72 @@ impl Iterator for ChainReader<'_> {
         };
         self.stopped = result.is_err();
         Some(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::chain_hash;
+
+    /// Builds a chain of `count` events with bodies `b"1"`, `b"2"`, ….
+    fn chain(count: u64) -> Vec<RawEvent> {
+        let mut prev_hash = GENESIS_HASH;
+        let mut events = Vec::new();
+        for seq in 1..=count {
+            let body = seq.to_string().into_bytes();
+            let hash = chain_hash(&prev_hash, &body);
+            events.push(RawEvent { seq, prev_hash, hash, body });
+            prev_hash = hash;
+        }
+        events
+    }
+
+    fn first_break(events: Vec<RawEvent>) -> Option<Break> {
+        let iter: RawEventIter<'static> = Box::new(events.into_iter().map(Ok));
+        ChainReader::from_start(iter).find_map(|item| match item {
+            Err(ScanError::Break(found)) => Some(found),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn intact_chain_reaches_head() {
+        let events = chain(3);
+        let head = ChainHead { seq: 3, hash: events[2].hash };
+        let iter: RawEventIter<'static> = Box::new(events.into_iter().map(Ok));
+        let mut reader = ChainReader::from_start(iter);
+        assert_eq!(reader.by_ref().filter(Result::is_ok).count(), 3, "every event passes");
+        assert_eq!(reader.check_end(head), Ok(()), "the scan ends at the head");
+        let later = ChainHead { seq: 4, hash: head.hash };
+        assert_eq!(reader.check_end(later).map_err(|found| found.seq), Err(4), "missing head");
+    }
+
+    #[test]
+    fn altered_body_breaks_at_its_event() {
+        let mut events = chain(3);
+        events[1].body = b"two".to_vec();
+        let found = first_break(events).expect("a break");
+        assert_eq!(found.seq, 2, "the altered event");
+        assert!(found.reason.contains("SHA-256"), "names the hash: {}", found.reason);
+    }
+
+    #[test]
+    fn relinked_event_breaks_at_its_event() {
+        let mut events = chain(3);
+        events[2].prev_hash = [7; 32];
+        events[2].hash = chain_hash(&events[2].prev_hash, &events[2].body);
+        let found = first_break(events).expect("a break");
+        assert_eq!(found.seq, 3, "the relinked event");
+        assert!(found.reason.contains("prev_hash"), "names the link: {}", found.reason);
+    }
+
+    #[test]
+    fn removed_event_is_a_gap() {
+        let mut events = chain(4);
+        events.remove(1);
+        let found = first_break(events).expect("a break");
+        assert_eq!(found.seq, 2, "the first missing sequence number");
+        assert!(found.reason.starts_with("missing"), "says missing: {}", found.reason);
     }
 }

@@ -253,3 +253,75 @@ fn agrees(row: &StatementRow, posting: &Posting) -> bool {
     row.amount == posting.amount
         && row.currency.as_deref().is_none_or(|currency| currency == posting.currency)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(kind: SidKind, value: u128) -> Sid {
+        Sid::new(kind, value)
+    }
+
+    fn posting(developer: u128, reference: Option<&str>, amount: Decimal, seq: u64) -> Posting {
+        Posting {
+            sid: sid(SidKind::Transaction, u128::from(seq)),
+            account: sid(SidKind::Account, developer),
+            developer: sid(SidKind::Developer, developer),
+            kind: PostingType::TopUp,
+            amount,
+            currency: "SGD",
+            reference: reference.map(str::to_string),
+            recorded_at: DateTime::UNIX_EPOCH,
+            seq,
+        }
+    }
+
+    fn row(line: u64, reference: &str, amount: Decimal) -> StatementRow {
+        StatementRow {
+            line,
+            reference: reference.to_string(),
+            amount,
+            currency: None,
+            columns: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn classify_one_of_each() {
+        let postings = vec![
+            posting(1, Some("match"), Decimal::new(1000, 2), 1),
+            posting(1, Some("differs"), Decimal::new(2000, 2), 2),
+            posting(1, Some("unlisted"), Decimal::new(725, 2), 3),
+            posting(1, Some("twice"), Decimal::new(300, 2), 4),
+            posting(1, Some("shared"), Decimal::new(100, 2), 5),
+            posting(2, Some("shared"), Decimal::new(100, 2), 6),
+            posting(1, None, Decimal::new(50, 2), 7),
+        ];
+        let rows = vec![
+            row(2, "match", Decimal::new(10, 0)),
+            row(3, "differs", Decimal::new(21, 0)),
+            row(4, "absent", Decimal::new(5, 0)),
+            row(5, "twice", Decimal::new(3, 0)),
+            row(6, "twice", Decimal::new(3, 0)),
+            row(7, "shared", Decimal::new(1, 0)),
+        ];
+        let result = classify(rows, &postings, |_| true);
+        assert_eq!(result.matched.len(), 1, "10 equals 10.00");
+        assert_eq!(result.amount_mismatches[0].0.line, 3, "mismatch row");
+        assert_eq!(result.missing_in_ledger[0].reference, "absent", "absent reference");
+        let unlisted: Vec<u64> = result.missing_in_statement.iter().map(|p| p.seq).collect();
+        assert_eq!(unlisted, [3, 7], "unlisted and unreferenced postings");
+        assert_eq!(result.duplicates[0].1.len(), 2, "both duplicate rows");
+        assert_eq!(result.duplicates[0].2.len(), 1, "the duplicate's posting");
+        assert_eq!(result.ambiguous[0].1.len(), 2, "one posting per developer");
+        assert!(!result.all_matched(), "discrepancies remain");
+    }
+
+    #[test]
+    fn classify_window_limits_unlisted() {
+        let postings = vec![posting(1, Some("early"), Decimal::ONE, 1)];
+        let result = classify(Vec::new(), &postings, |posting| posting.seq > 1);
+        assert!(result.missing_in_statement.is_empty(), "outside the window");
+        assert!(result.all_matched(), "an empty statement for an empty window");
+    }
+}
