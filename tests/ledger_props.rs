@@ -38,6 +38,8 @@ const CURRENCIES: [Currency; 3] = [Currency::Sgd, Currency::Usd, Currency::Eur];
 const PASSWORD: &str = "secret123";
 /// How long the test waits for a background snapshot to release the store.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
+/// How long reopening the store may wait for the previous handle to let go.
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
 
 /// One random step. Indexes pick among the sub-accounts created so far
 /// (modulo their count), so every sequence is meaningful.
@@ -467,7 +469,19 @@ fn run_case(
 }
 
 fn check_recovery(directory: &Path, live: &State) -> Result<(), TestCaseError> {
-    let store = SledStore::open(directory).expect("reopen the store");
+    // sled releases its file lock when its last handle is gone, which can
+    // trail the drop of the store by a moment (its flusher thread exits on
+    // its own schedule), so reopening retries for a bounded time.
+    let started = Instant::now();
+    let store = loop {
+        match SledStore::open(directory) {
+            Ok(store) => break store,
+            Err(_) if started.elapsed() < REOPEN_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => panic!("reopen the store: {error}"),
+        }
+    };
     let recovered = recover(&store).map_err(|error| TestCaseError::fail(error.to_string()))?;
     prop_assert_eq!(recovered.state.state_hash(), live.state_hash(), "state hash after recovery");
     prop_assert!(recovered.state == *live, "recovered state equals the live state");
