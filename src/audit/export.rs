@@ -95,6 +95,9 @@ pub fn run(args: ExportArgs<'_>) -> anyhow::Result<Verdict> {
         from: args.from.map(|text| parse_time_arg("--from", text)).transpose()?,
         to: args.to.map(|text| parse_time_arg("--to", text)).transpose()?,
     };
+    if let Some(output) = args.output {
+        check_output_outside(args.data_dir, output)?;
+    }
     let store = open_data_dir(args.data_dir)?;
     let mut out = Output::open(args.output)?;
 
@@ -118,6 +121,40 @@ pub fn run(args: ExportArgs<'_>) -> anyhow::Result<Verdict> {
     let record_kind = if args.events { "events" } else { "transactions" };
     tracing::info!(records = written, "exported {record_kind}");
     Ok(Verdict::Passed)
+}
+
+/// Rejects an output file inside the data directory, symbolic links
+/// resolved. Creating the output truncates any file of that name, and a
+/// failed export removes it, so `--output data/log/db` would destroy the log.
+fn check_output_outside(data_dir: &Path, output: &Path) -> anyhow::Result<()> {
+    // A data directory that does not exist is reported by `open_data_dir`.
+    let Ok(data_dir) = data_dir.canonicalize() else {
+        return Ok(());
+    };
+    let resolved = match output.canonicalize() {
+        Ok(path) => path,
+        Err(_) => {
+            // A new file: resolve the directory it will be created in. When
+            // that directory is missing, creating the file fails anyway.
+            let parent = match output.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            let (Ok(parent), Some(name)) = (parent.canonicalize(), output.file_name()) else {
+                return Ok(());
+            };
+            parent.join(name)
+        }
+    };
+    if resolved.starts_with(&data_dir) {
+        anyhow::bail!(
+            "--output {} is inside the data directory {}, which contains the event log and \
+             the keys. Write the export to a file outside it",
+            output.display(),
+            data_dir.display()
+        );
+    }
+    Ok(())
 }
 
 enum ExportError {

@@ -678,3 +678,49 @@ async fn damaged_data_dir_is_clear_error() {
     }
     assert!(!missing.exists(), "an offline command creates no directory");
 }
+
+#[tokio::test]
+async fn export_output_inside_data_dir() {
+    let mut server = Server::start().await;
+    ledger_with_postings(&server).await;
+    server.stop();
+    let hash_before = verified_state_hash(&server.data_dir);
+    let db_file = server.data_dir.join("log/db");
+    let db_bytes = std::fs::metadata(&db_file).expect("the log's db file").len();
+
+    // The log's own file, a key file name, a new file, and a path that
+    // reaches the log through `..`.
+    let dotted = server.data_dir.join("log/../log/db");
+    let link = server.data_dir.with_file_name("export-link.csv");
+    std::os::unix::fs::symlink(&db_file, &link).expect("link to the db file");
+    let cases: [(&str, PathBuf); 5] = [
+        ("db file", db_file.clone()),
+        ("key file", server.data_dir.join("platform.key")),
+        ("new file", server.data_dir.join("export.csv")),
+        ("dotted path", dotted),
+        ("link outside", link),
+    ];
+    for (case, output) in &cases {
+        let args = ["--format", "csv", "--output", output.to_str().unwrap()];
+        let run = cli_on("export", &server.data_dir, &args);
+        assert_eq!(run.code, EXIT_ERROR, "{case}: exit code; stderr:\n{}", run.stderr);
+        assert!(run.stderr.contains("inside the data directory"), "{case}: {}", run.stderr);
+    }
+
+    let db_after = std::fs::metadata(&db_file).expect("the db file is still there").len();
+    assert_eq!(db_after, db_bytes, "the db file keeps its size");
+    assert!(!server.data_dir.join("export.csv").exists(), "no export inside the data directory");
+    assert!(!server.data_dir.join("platform.key").exists(), "no key file created");
+    assert_eq!(verified_state_hash(&server.data_dir), hash_before, "the log still verifies");
+
+    // The same export outside the data directory works.
+    let outside = server.data_dir.with_file_name("export.csv");
+    let run = cli_on(
+        "export",
+        &server.data_dir,
+        &["--format", "csv", "--output", outside.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "export outside: stderr:\n{}", run.stderr);
+    let written = std::fs::read_to_string(&outside).expect("the export file");
+    assert_eq!(written.lines().count(), 4, "a header and three transactions");
+}
