@@ -93,15 +93,37 @@ fn find_columns(header: &csv::ByteRecord) -> anyhow::Result<Columns> {
         // A byte order mark before the first name is not part of it.
         names.push(name.trim_start_matches('\u{feff}').trim().to_string());
     }
-    let position = |wanted: &str| names.iter().position(|name| name.eq_ignore_ascii_case(wanted));
-    let (Some(reference), Some(amount)) = (position("refer_trans_id"), position("amount")) else {
+    let (Some(reference), Some(amount)) =
+        (position(&names, "refer_trans_id")?, position(&names, "amount")?)
+    else {
         anyhow::bail!(
             "the header must name the columns refer_trans_id and amount; it names: {}",
             names.join(", ")
         );
     };
-    let currency = position("currency");
+    let currency = position(&names, "currency")?;
     Ok(Columns { names, reference, amount, currency })
+}
+
+/// Finds the column named `column`, ignoring case. A name given twice is an
+/// error, because reading either column alone would reconcile against values
+/// that the other contradicts.
+fn position(names: &[String], column: &str) -> anyhow::Result<Option<usize>> {
+    let mut found = names
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| name.eq_ignore_ascii_case(column))
+        .map(|(index, _)| index);
+    let first = found.next();
+    if let (Some(first), Some(second)) = (first, found.next()) {
+        anyhow::bail!(
+            "the header names the column {column} more than once (columns {} and {}). \
+             Keep only one of them",
+            first + 1,
+            second + 1
+        );
+    }
+    Ok(first)
 }
 
 fn parse_row(

@@ -724,3 +724,42 @@ async fn export_output_inside_data_dir() {
     let written = std::fs::read_to_string(&outside).expect("the export file");
     assert_eq!(written.lines().count(), 4, "a header and three transactions");
 }
+
+#[tokio::test]
+async fn reconcile_duplicate_header_column() {
+    let mut server = Server::start().await;
+    let developer = server.developer("Acme").await;
+    let account = server.account(&developer, "recon03").await["sid"].as_str().unwrap().to_string();
+    topup(&server, &developer, &account, "10.00", 4, "R-1").await;
+    topup(&server, &developer, &account, "20.00", 4, "R-2").await;
+    server.stop();
+
+    // Each statement could be read two ways; neither may be picked silently.
+    let statement = server.data_dir.with_file_name("statement.csv");
+    let cases = [
+        (
+            "amount twice",
+            "refer_trans_id,amount,amount\nR-1,10.00,99.00\nR-2,20.00,99.00\n",
+            "amount",
+        ),
+        (
+            "reference in two cases",
+            "refer_trans_id,amount,REFER_TRANS_ID\nR-1,10.00,R-2\n",
+            "refer_trans_id",
+        ),
+        (
+            "padded name",
+            "refer_trans_id,amount,Currency, currency \nR-1,10.00,SGD,USD\n",
+            "currency",
+        ),
+    ];
+    for (case, rows, column) in cases {
+        std::fs::write(&statement, rows).unwrap();
+        let args = ["--statement", statement.to_str().unwrap(), "--pay-method", "4"];
+        let run = cli_on("reconcile", &server.data_dir, &args);
+        assert_eq!(run.code, EXIT_ERROR, "{case}: exit code; stdout:\n{}", run.stdout);
+        assert!(run.stderr.contains("more than once"), "{case}: message: {}", run.stderr);
+        assert!(run.stderr.contains(column), "{case}: names {column}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{case}: no report: {}", run.stdout);
+    }
+}
