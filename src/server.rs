@@ -113,8 +113,10 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<SledStore>> {
 pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
-    let (platform_key_sha256, aes_key) = load_keys(&config.data_dir)?;
+    // Open the log before the keys. The log's lock stops a second server on
+    // the same directory, and it must stop before it writes a key file there.
     let store = open_store(&config.data_dir)?;
+    let (platform_key_sha256, aes_key) = load_keys(&config.data_dir)?;
 
     let started = std::time::Instant::now();
     let recovered =

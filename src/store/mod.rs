@@ -37,6 +37,14 @@ pub enum StoreError {
     Corrupt { seq: u64, reason: String },
     #[error("the data directory is damaged or not a subledger log: {0}")]
     Damaged(String),
+    /// Another process, such as a running `subledger serve`, has the log
+    /// open.
+    #[error(
+        "the event log in {} is in use by another process, such as a running \
+         `subledger serve`. Stop that process or choose another data directory",
+        .0.display()
+    )]
+    Locked(std::path::PathBuf),
     #[error("storage engine failed: {0}")]
     Engine(#[from] sled::Error),
     #[error("I/O failed: {0}")]

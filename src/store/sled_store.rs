@@ -64,6 +64,17 @@ pub struct SledStore {
     write: Mutex<WriteState>,
 }
 
+/// Returns whether another process holds the lock on sled's database
+/// file. sled 0.34.7 takes an exclusive `flock` on it and reports a failure
+/// to take it only as an I/O error of kind `Other`, so the lock is tested
+/// again here with the same kind of lock.
+fn is_locked(db_file: &Path) -> bool {
+    let Ok(file) = File::open(db_file) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
@@ -105,6 +116,10 @@ impl SledStore {
         let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
         let db = match opened {
             Ok(Ok(db)) => db,
+            Ok(Err(error)) if is_locked(&path.join("db")) => {
+                tracing::debug!(%error, "sled could not open a locked log");
+                return Err(StoreError::Locked(path.to_path_buf()));
+            }
             Ok(Err(error)) => return Err(StoreError::Damaged(error.to_string())),
             Err(_) => return Err(StoreError::Damaged("sled panicked while opening".into())),
         };

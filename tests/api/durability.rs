@@ -242,3 +242,60 @@ fn assert_no_secrets_logged(server: &Server, keys: &[&str], passwords: &[&str]) 
     }
     assert!(!logs.contains("argon2"), "a password hash is logged");
 }
+
+#[tokio::test]
+async fn second_server_same_data_dir() {
+    let server = Server::start().await;
+    server.developer("Acme").await;
+
+    // Without key variables, a server that started would generate key
+    // files into the data directory.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_subledger"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("SUBLEDGER_PLATFORM_KEY")
+        .env_remove("SUBLEDGER_AES_KEY")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a second server");
+    let exit = wait_for_exit(second, Duration::from_secs(30));
+
+    assert!(!exit.status.success(), "the second server fails: {}", exit.stderr);
+    assert!(
+        exit.stderr.contains("in use by another process"),
+        "says the log is in use: {}",
+        exit.stderr
+    );
+    assert!(!exit.stderr.contains("damaged"), "does not call the log damaged: {}", exit.stderr);
+    assert!(!server.data_dir.join("platform.key").exists(), "no platform key file written");
+    assert!(!server.data_dir.join("aes.key").exists(), "no AES key file written");
+    server.get("/readyz", &Auth::None).await.expect(200);
+}
+
+/// A finished process's status and standard error.
+struct Exited {
+    status: std::process::ExitStatus,
+    stderr: String,
+}
+
+/// Waits for `child` to exit, killing it and failing after `timeout`.
+fn wait_for_exit(mut child: std::process::Child, timeout: Duration) -> Exited {
+    let deadline = std::time::Instant::now() + timeout;
+    while child.try_wait().expect("poll the child").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("collect the child's output");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            panic!("the process still runs after {timeout:?}: {stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("collect the child's output");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    Exited { status: output.status, stderr }
+}
