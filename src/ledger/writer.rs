@@ -122,7 +122,7 @@ impl Ledger {
             failed: failed.clone(),
             stats: stats.clone(),
             config,
-            last_recorded_at: None,
+            last_recorded_at: newest_recorded_at(store.as_ref()),
             snapshot_running: Arc::new(AtomicBool::new(false)),
         };
         let handle = std::thread::Builder::new()
@@ -167,6 +167,36 @@ impl Ledger {
     /// Whether the writer still accepts writes.
     pub fn is_healthy(&self) -> bool {
         !self.failed.load(Ordering::Acquire)
+    }
+}
+
+/// Reads the recording time of the log's newest event, so that the first
+/// batch after a start is not recorded before it even if the clock was set
+/// back. Returns `None` for an empty log, and for an unreadable newest event
+/// after logging it.
+fn newest_recorded_at(store: &dyn EventStore) -> Option<DateTime<Utc>> {
+    let head = store.head();
+    if head.seq == 0 {
+        return None;
+    }
+    let decoded = store.read_raw(head.seq).map(|raw| raw.map(|raw| raw.decode()));
+    match decoded {
+        Ok(Some(Ok(recorded))) => Some(recorded.meta.recorded_at),
+        Ok(None) => {
+            tracing::warn!(
+                seq = head.seq,
+                "the newest event is missing, so recorded times may go back"
+            );
+            None
+        }
+        Ok(Some(Err(error))) | Err(error) => {
+            tracing::warn!(
+                seq = head.seq,
+                %error,
+                "the newest event is unreadable, so recorded times may go back"
+            );
+            None
+        }
     }
 }
 

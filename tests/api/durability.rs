@@ -299,3 +299,48 @@ fn wait_for_exit(mut child: std::process::Child, timeout: Duration) -> Exited {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     Exited { status: output.status, stderr }
 }
+
+#[tokio::test]
+async fn recorded_time_never_goes_back() {
+    use subledger::domain::events::{Actor, DeveloperCreated, Event, EventMeta};
+    use subledger::domain::ids::{Sid, SidKind};
+    use subledger::store::{EventStore, PendingEvent};
+
+    let mut server = Server::start().await;
+    server.developer("Acme").await;
+    server.stop();
+
+    // An event recorded while the clock was two days ahead, as if it was
+    // set back before this start.
+    let ahead = chrono::Utc::now() + chrono::Duration::days(2);
+    let store = subledger::server::open_store(&server.data_dir).expect("open the stopped log");
+    let sid = Sid::generate(SidKind::Developer);
+    let event = Event::DeveloperCreated(DeveloperCreated {
+        sid,
+        name: "Ahead".into(),
+        api_key_sha256: "00".repeat(32),
+    });
+    let meta = EventMeta {
+        recorded_at: ahead,
+        actor: Actor::Platform,
+        request_id: "clock-ahead".into(),
+        idempotency: None,
+    };
+    let seq = store.head().seq + 1;
+    let pending = PendingEvent { seq, stream: sid, version: 1, meta, event };
+    store.append(&[pending]).expect("append the event");
+    drop(store);
+
+    let server = server.restart();
+    let later = server.developer("Later").await;
+    let path = format!("/v1/developers/{}", later.sid);
+    let reply = server.get(&path, &Auth::Platform).await;
+    reply.expect(200);
+    let created = reply.json["date_created"].as_str().expect("date_created");
+    let created = chrono::DateTime::parse_from_rfc2822(created).expect("RFC 2822 date_created");
+    let ahead_seconds = ahead.timestamp();
+    assert!(
+        created.timestamp() >= ahead_seconds,
+        "recorded at {created}, before the newest event at {ahead}"
+    );
+}
