@@ -2,7 +2,10 @@
 //! account (`sip_id` = `login_id`, the same password) and a default alias,
 //! in the same atomic append.
 
+use std::sync::LazyLock;
+
 use actix_web::{web, HttpRequest};
+use tokio::sync::Semaphore;
 
 use crate::api::auth::{scope, Caller, Scope};
 use crate::api::error::ApiError;
@@ -44,10 +47,19 @@ pub fn visible_account<'a>(
     }
 }
 
+/// Argon2id hashes allowed to run at once: one per CPU core. Each uses
+/// 19 MiB (argon2 0.5's default m=19456 KiB) and keeps one core busy, so
+/// more at once only raise memory, never throughput. Without this bound,
+/// peak memory grows by 19 MiB per concurrent creation.
+static HASHING_PERMITS: LazyLock<Semaphore> = LazyLock::new(|| {
+    Semaphore::new(std::thread::available_parallelism().map_or(2, |count| count.get()))
+});
+
 /// Hashes a login password with Argon2id on the blocking pool: it takes
 /// tens of milliseconds of CPU and must not stall the async workers.
 async fn hash_password(password: &Secret) -> Result<String, ApiError> {
     let plain = password.0.clone();
+    let _permit = HASHING_PERMITS.acquire().await.expect("the hashing semaphore is never closed");
     web::block(move || hash_login_password(&plain)).await.map_err(|error| {
         tracing::error!(%error, "password hashing task failed");
         ApiError::for_status(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
