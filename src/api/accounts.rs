@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::api::auth::{scope, Caller, Scope};
 use crate::api::error::ApiError;
 use crate::api::format::Reply;
-use crate::api::params::Params;
+use crate::api::params::{Body, Params};
 use crate::api::views::{account_json, list_json, PageRequest};
 use crate::api::{open_password, path_sid, take_encrypt_type, AppState, Call};
 use crate::crypto::hash_login_password;
@@ -126,7 +126,7 @@ fn account_reply(app: &AppState, outcome: Outcome, created: bool) -> Result<Repl
 /// `POST /v1/accounts`.
 pub async fn create(
     request: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     app: web::Data<AppState>,
 ) -> Result<Reply, ApiError> {
     let mut call = Call::begin(&request, &app, &body)?;
@@ -203,7 +203,7 @@ pub async fn fetch(
 pub async fn update(
     request: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     app: web::Data<AppState>,
 ) -> Result<Reply, ApiError> {
     let mut call = Call::begin(&request, &app, &body)?;

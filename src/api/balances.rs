@@ -10,7 +10,7 @@ use crate::api::accounts::{scope_filter, visible_account};
 use crate::api::auth::{scope, Scope};
 use crate::api::error::ApiError;
 use crate::api::format::Reply;
-use crate::api::params::Params;
+use crate::api::params::{Body, Params};
 use crate::api::views::{list_json, parse_time, rfc2822, transaction_json, PageRequest};
 use crate::api::{path_sid, AppState, Call};
 use crate::domain::ids::{Sid, SidKind};
@@ -84,7 +84,7 @@ fn last_posting_at_or_before(
 pub async fn post(
     request: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     app: web::Data<AppState>,
 ) -> Result<Reply, ApiError> {
     let mut call = Call::begin(&request, &app, &body)?;

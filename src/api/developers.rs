@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest};
 use crate::api::auth::require_platform;
 use crate::api::error::ApiError;
 use crate::api::format::Reply;
+use crate::api::params::Body;
 use crate::api::views::developer_json;
 use crate::api::{path_sid, AppState, Call};
 use crate::crypto::{generate_api_key, hash_api_key};
@@ -15,7 +16,7 @@ use crate::ledger::{Command, Outcome};
 /// `POST /v1/developers`: creates a developer and shows its API key once.
 pub async fn create(
     request: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     app: web::Data<AppState>,
 ) -> Result<Reply, ApiError> {
     let mut call = Call::begin(&request, &app, &body)?;

@@ -43,6 +43,7 @@ pub mod codes {
     pub const NOT_FOUND: u32 = 20404;
     pub const METHOD_NOT_ALLOWED: u32 = 20405;
     pub const NOT_ACCEPTABLE: u32 = 20406;
+    pub const REQUEST_TIMEOUT: u32 = 20408;
     pub const NAME_TAKEN: u32 = 20409;
     pub const CLOSED: u32 = 20410;
     pub const IDEMPOTENCY_MISMATCH: u32 = 20411;
@@ -105,6 +106,13 @@ impl ApiError {
                 codes::UNSUPPORTED_MEDIA_TYPE,
                 "request body must be application/json or application/x-www-form-urlencoded"
                     .to_string(),
+            ),
+            StatusCode::REQUEST_TIMEOUT => (
+                codes::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} seconds",
+                    crate::api::params::BODY_READ_TIMEOUT.as_secs()
+                ),
             ),
             StatusCode::UNAUTHORIZED => return ApiError::unauthorized(),
             status if status.is_client_error() => {

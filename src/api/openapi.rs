@@ -87,8 +87,8 @@ pub struct Link {
 impl Operation {
     /// Lists the error statuses the operation can return. Every
     /// authenticated route can return 400 and 401, platform-only ones 403,
-    /// routes whose path names a resource 404, routes that read a body 413
-    /// and 415, and routes that send a command to the writer 409 and 503.
+    /// routes whose path names a resource 404, routes that read a body 408,
+    /// 413 and 415, and routes that send a command to the writer 409 and 503.
     /// The operation's own extras come on top.
     pub fn error_statuses(&self) -> BTreeSet<u16> {
         let mut statuses: BTreeSet<u16> = self.extra_errors.iter().copied().collect();
@@ -103,7 +103,7 @@ impl Operation {
             statuses.insert(404);
         }
         if self.body.is_some() {
-            statuses.extend([413, 415]);
+            statuses.extend([408, 413, 415]);
         }
         if self.method != Method::GET {
             statuses.extend([409, 503]);
@@ -137,6 +137,7 @@ fn error_response_name(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "NotFound",
         409 => "Conflict",
+        408 => "RequestTimeout",
         413 => "PayloadTooLarge",
         415 => "UnsupportedMediaType",
         422 => "UnprocessableEntity",

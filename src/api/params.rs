@@ -22,6 +22,67 @@ use crate::domain::text::FieldError;
 /// Largest request body accepted, chunked or not.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
 
+/// Time a client has to send the whole request body once the handler starts
+/// reading it. A client that stalls longer gets 408 and its connection
+/// back, so that slow or stalled uploads cannot hold connections open.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A request body, read whole with the size limit and the read deadline.
+pub struct Body(pub actix_web::web::Bytes);
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl actix_web::FromRequest for Body {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Body, ApiError>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        use futures_util::StreamExt;
+
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let too_large = || ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE);
+            if declared.is_some_and(|length| length > BODY_BYTES_MAX as u64) {
+                return Err(too_large());
+            }
+            let read = async {
+                let mut body = actix_web::web::BytesMut::new();
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk.map_err(|error| {
+                        malformed(format!("the request body could not be read: {error}"))
+                    })?;
+                    if body.len() + chunk.len() > BODY_BYTES_MAX {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Body(body.freeze()))
+            };
+            match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        timeout_s = BODY_READ_TIMEOUT.as_secs(),
+                        "request body not received in time"
+                    );
+                    Err(ApiError::for_status(StatusCode::REQUEST_TIMEOUT))
+                }
+            }
+        })
+    }
+}
+
 /// One parameter's value as it arrived.
 #[derive(Debug, Clone)]
 struct ParamValue {
@@ -88,13 +149,25 @@ fn malformed(message: impl Into<String>) -> ApiError {
 impl Params {
     /// Reads the query string and, for requests with a body, the body.
     pub fn from_request(request: &HttpRequest, body: &[u8]) -> Result<Params, ApiError> {
-        let mut params = Params::default();
-        params.add_pairs(request.query_string().as_bytes())?;
-
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)
-            .map(|value| value.to_str().unwrap_or("invalid").to_ascii_lowercase());
+            .map(|value| value.to_str().unwrap_or("invalid"));
+        Params::from_parts(request.query_string(), content_type, body)
+    }
+
+    /// Reads a query string and a body sent with the `Content-Type` header
+    /// value `content_type`. This is `from_request` without actix-web, so
+    /// that a fuzzer can call it.
+    pub fn from_parts(
+        query: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Params, ApiError> {
+        let mut params = Params::default();
+        params.add_pairs(query.as_bytes())?;
+
+        let content_type = content_type.map(str::to_ascii_lowercase);
         let media_type = content_type
             .as_deref()
             .map(|value| value.split(';').next().unwrap_or("").trim().to_string());

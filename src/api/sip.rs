@@ -8,6 +8,7 @@ use crate::api::accounts::{scope_filter, visible_account};
 use crate::api::auth::{scope, Scope};
 use crate::api::error::ApiError;
 use crate::api::format::Reply;
+use crate::api::params::Body;
 use crate::api::views::{list_json, sip_account_json, sip_alias_json, PageRequest};
 use crate::api::{open_password, path_sid, take_encrypt_type, AppState, Call};
 use crate::domain::ids::{Sid, SidKind};
@@ -67,7 +68,7 @@ fn sip_reply(app: &AppState, outcome: Outcome, created: bool) -> Result<Reply, A
 pub async fn create(
     request: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     app: web::Data<AppState>,
 ) -> Result<Reply, ApiError> {
     let mut call = Call::begin(&request, &app, &body)?;
@@ -111,7 +112,7 @@ pub async fn fetch(
 pub async fn update(
     request: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    body: Body,
     app: web::Data<AppState>,
 ) -> Result<Reply, ApiError> {
     let mut call = Call::begin(&request, &app, &body)?;
@@ -167,7 +168,7 @@ pub async fn list(
 pub async fn create_alias(
     request: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    body: Body,
     app: web::Data<AppState>,
 ) -> Result<Reply, ApiError> {
     let mut call = Call::begin(&request, &app, &body)?;
@@ -198,7 +199,7 @@ pub async fn fetch_alias(
 pub async fn update_alias(
     request: HttpRequest,
     path: web::Path<(String, String, String)>,
-    body: web::Bytes,
+    body: Body,
     app: web::Data<AppState>,
 ) -> Result<Reply, ApiError> {
     let mut call = Call::begin(&request, &app, &body)?;

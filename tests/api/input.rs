@@ -531,3 +531,28 @@ async fn json_null_is_absent() {
     assert_eq!(nulled.json["first_name"], "Ann", "null in a PUT leaves the field");
     assert_eq!(nulled.json["status"], "active", "null status leaves the status");
 }
+
+#[tokio::test]
+async fn stalled_body_times_out() {
+    let (server, developer) = setup().await;
+    let token = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", developer.sid, developer.key));
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/accounts HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{",
+        server.addr
+    );
+    stream.write_all(head.as_bytes()).await.expect("send the head and one byte");
+
+    // The body never completes: the server gives up after its read deadline.
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response));
+    let _ = read.await.expect("the server answers a stalled body within 30 s");
+    let text = String::from_utf8_lossy(&response).to_string();
+    assert!(text.starts_with("HTTP/1.1 408"), "status line: {text}");
+    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or_default())
+        .unwrap_or(Value::Null);
+    assert_eq!(body["status"], 408, "error shape: {text}");
+    assert_eq!(body["code"], 20408, "error code: {text}");
+}

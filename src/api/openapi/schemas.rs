@@ -282,6 +282,7 @@ fn error_responses() -> Map<String, Value> {
             "A name is taken, the sub-account is closed, or a reference or \
             `Idempotency-Key` was used for a different request.",
         ),
+        ("RequestTimeout", "The body did not arrive within the read deadline."),
         ("PayloadTooLarge", "The body is larger than the limit."),
         ("UnsupportedMediaType", "The body is neither JSON nor a form."),
         ("UnprocessableEntity", "A business rule: insufficient balance, or a limit reached."),
