@@ -720,7 +720,8 @@ async fn idempotency_key_bound_on_reference_replay() {
     let (developer, account) = developer_with_account(&server, "keybind01").await;
     let auth = developer.auth();
     let path = balances_path(&account);
-    let first = json!({"amount": "5", "type": "TOPUP", "pay_method": 4, "refer_trans_id": "bind-1"});
+    let first =
+        json!({"amount": "5", "type": "TOPUP", "pay_method": 4, "refer_trans_id": "bind-1"});
     server.post_json(&path, &auth, &first).await.expect(201);
 
     // The repeat carries a key for the first time: replayed by its reference.
