@@ -15,6 +15,7 @@
 //! | `metrics` | `/metrics`: the Prometheus text format, request counts by route, ledger figures |
 //! | `openapi` | the OpenAPI document: committed copy, route table, references, response schemas |
 //! | `audit` | offline verify, replay, export and reconcile; snapshot starts; the events endpoint |
+//! | `crash` | SIGKILL at random moments under concurrent postings: nothing acknowledged is lost |
 
 mod support;
 
@@ -23,6 +24,7 @@ mod audit;
 mod auth;
 mod balances;
 mod concurrency;
+mod crash;
 mod durability;
 mod formats;
 mod input;
