@@ -70,7 +70,9 @@ fn load_or_create_key(
 ) -> anyhow::Result<String> {
     if let Ok(value) = std::env::var(env_name) {
         tracing::info!(source = env_name, "key read from the environment");
-        return Ok(value);
+        // Surrounding white space is dropped as it is for key files, so a
+        // key of only spaces counts as empty.
+        return Ok(value.trim().to_string());
     }
     if path.exists() {
         let value = std::fs::read_to_string(path)

@@ -277,6 +277,27 @@ async fn second_server_same_data_dir() {
     server.get("/readyz", &Auth::None).await.expect(200);
 }
 
+#[tokio::test]
+async fn blank_platform_key_rejected() {
+    let directory = tempfile::tempdir().expect("create a temporary directory");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_subledger"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(directory.path().join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("SUBLEDGER_PLATFORM_KEY", " ".repeat(20))
+        .env_remove("SUBLEDGER_AES_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a server");
+    let exit = wait_for_exit(child, Duration::from_secs(30));
+
+    assert!(!exit.status.success(), "a blank platform key stops the start: {}", exit.stderr);
+    assert!(exit.stderr.contains("platform key must be at least"), "says why: {}", exit.stderr);
+}
+
 /// A finished process's status and standard error.
 struct Exited {
     status: std::process::ExitStatus,
