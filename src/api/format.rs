@@ -57,18 +57,55 @@ pub fn request_id_of(request: &HttpRequest) -> String {
     request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default()
 }
 
-/// Picks the format from the `Accept` header: XML only when the client
-/// lists an XML type and no JSON type.
+/// Picks the format from the `Accept` header: XML when the client rates an
+/// XML type (`application/xml`, `text/xml`) above every JSON type, JSON
+/// otherwise. Ranges (`*/*`, `application/*`) count for both, and `q=0`
+/// means not acceptable (RFC 9110, section 12.5.1).
 fn format_from_accept(request: &ServiceRequest) -> Format {
     let Some(accept) = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Format::Json;
     };
-    let accept = accept.to_ascii_lowercase();
-    let wants_xml = accept.contains("application/xml") || accept.contains("text/xml");
-    if wants_xml && !accept.contains("application/json") {
+    let mut json_quality = 0;
+    let mut xml_quality = 0;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media_type = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|parameter| parameter.trim().strip_prefix("q="))
+            .find_map(|value| quality_thousandths(value.trim()))
+            .unwrap_or(1000);
+        match media_type.as_str() {
+            "application/json" => json_quality = json_quality.max(quality),
+            "application/xml" | "text/xml" => xml_quality = xml_quality.max(quality),
+            "*/*" | "application/*" => {
+                json_quality = json_quality.max(quality);
+                xml_quality = xml_quality.max(quality);
+            }
+            "text/*" => xml_quality = xml_quality.max(quality),
+            _ => {}
+        }
+    }
+    if xml_quality > json_quality {
         Format::Xml
     } else {
         Format::Json
+    }
+}
+
+/// Parses a quality value (`0`, `0.5`, `1.000`) into thousandths; `None`
+/// for anything that is not one.
+fn quality_thousandths(text: &str) -> Option<u16> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits_valid = fraction.len() <= 3 && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !digits_valid {
+        return None;
+    }
+    let padded = format!("{fraction:0<3}");
+    let thousandths: u16 = padded.parse().ok()?;
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
     }
 }
 

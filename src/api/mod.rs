@@ -61,6 +61,16 @@ impl Call {
     pub fn begin(request: &HttpRequest, app: &AppState, body: &[u8]) -> Result<Call, ApiError> {
         let state = app.ledger.state();
         let caller = authenticate(request, app, &state)?;
+        if matches!(*request.method(), Method::GET | Method::DELETE) && declares_body(request) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                error::codes::MALFORMED_BODY,
+                format!(
+                    "{} takes no request body; send its parameters in the query string",
+                    request.method()
+                ),
+            ));
+        }
         let params = Params::from_request(request, body)?;
         let idempotency = if request.method() == Method::POST {
             idempotency_key(request)?
@@ -84,6 +94,18 @@ impl Call {
     pub fn finish_params(&mut self) -> Result<(), ApiError> {
         std::mem::take(&mut self.params).finish()
     }
+}
+
+/// Whether the request says it carries a body: a non-zero
+/// `Content-Length` or any `Transfer-Encoding`.
+fn declares_body(request: &HttpRequest) -> bool {
+    let headers = request.headers();
+    let length = headers
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim);
+    let has_length = length.is_some_and(|value| value != "0");
+    has_length || headers.contains_key(actix_web::http::header::TRANSFER_ENCODING)
 }
 
 fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {

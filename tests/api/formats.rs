@@ -82,6 +82,24 @@ async fn resource_xml_matches_json() {
     let suffix_wins = get_with(&server, &format!("{path}.json"), &auth, &[ACCEPT_XML]).await;
     assert_json(&suffix_wins, 200);
 
+    // Quality values rank the types; q=0 means not acceptable.
+    let ranked = [
+        ("application/xml;q=0", false),
+        ("application/json;q=0.5, application/xml;q=0.9", true),
+        ("application/json;q=0.9, application/xml;q=0.5", false),
+        ("*/*;q=0.1, text/xml", true),
+        ("*/*", false),
+        ("text/html", false),
+    ];
+    for (accept, wants_xml) in ranked {
+        let reply = get_with(&server, &path, &auth, &[("accept", accept)]).await;
+        if wants_xml {
+            assert_eq!(reply.text, expected, "Accept: {accept} gives XML");
+        } else {
+            assert_json(&reply, 200);
+        }
+    }
+
     let sid = account["sid"].as_str().expect("sid");
     let sid_element = format!("<sid>{sid}</sid>");
     assert!(by_suffix.text.contains(&sid_element), "sid element: {}", by_suffix.text);

@@ -556,3 +556,20 @@ async fn stalled_body_times_out() {
     assert_eq!(body["status"], 408, "error shape: {text}");
     assert_eq!(body["code"], 20408, "error code: {text}");
 }
+
+#[tokio::test]
+async fn body_on_read_rejected() {
+    let (server, developer) = setup().await;
+    let auth = developer.auth();
+    let form_body = Some(b"status=closed".to_vec());
+    let listed = server.send(Method::GET, "/v1/accounts", &auth, Some(FORM), form_body, &[]).await;
+    listed.expect_error(400);
+    assert!(
+        listed.json["message"].as_str().unwrap_or("").contains("query string"),
+        "{}",
+        listed.text
+    );
+
+    let empty = server.send(Method::GET, "/v1/accounts", &auth, Some(FORM), None, &[]).await;
+    empty.expect(200);
+}
