@@ -155,7 +155,8 @@ async fn run(
         server.rss_kib()? as f64 / 1024.0,
     );
 
-    let target = Target { base_url, authorization, accounts: Arc::new(sids) };
+    let addr = server.addr;
+    let target = Target { addr, base_url, authorization, accounts: Arc::new(sids) };
     let results = run_scenarios(&server, &target, load).await?;
     print_results(load, &results);
     check_balances(&target, &results, Decimal::ZERO).await?;
@@ -187,9 +188,10 @@ pub async fn run_scenarios(
         let duration = Duration::from_secs(load.seconds);
         let tag = format!("{}{position}", scenario.name());
         let clients = load.clients as usize;
-        let result =
-            drive::run_scenario(target, scenario, clients, duration, load.mix_read_percent, &tag)
-                .await;
+        let mix = load.mix_read_percent;
+        let result = tokio::task::block_in_place(|| {
+            drive::run_scenario(target, scenario, clients, duration, mix, &tag)
+        });
         let cpu = CpuUse {
             server_seconds: server.cpu_seconds()? - server_cpu,
             loadgen_seconds: server::own_cpu_seconds()? - own_cpu,

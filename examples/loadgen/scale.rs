@@ -62,6 +62,7 @@ pub fn scale(runtime: &tokio::runtime::Runtime, args: &ScaleArgs) -> anyhow::Res
     print_start("snapshot start", &server, ready_after)?;
 
     let target = Target {
+        addr: server.addr,
         base_url: format!("http://{}", server.addr),
         authorization: crate::drive::basic_authorization(
             &built.developer.to_string(),
