@@ -112,15 +112,37 @@ pub fn run(args: ExportArgs<'_>) -> anyhow::Result<Verdict> {
             out.discard();
             return Err(error.into());
         }
+        // A reader that stops early (`export … | head`) closes the pipe;
+        // that ends the export, as it does for other Unix filters.
+        Err(ExportError::Write(error)) if args.output.is_none() && is_broken_pipe(&error) => {
+            return Ok(Verdict::Passed);
+        }
         Err(ExportError::Write(error)) => {
             out.discard();
             return Err(error);
         }
     };
-    out.finish()?;
+    match out.finish() {
+        Err(error) if args.output.is_none() && is_broken_pipe(&error) => {
+            return Ok(Verdict::Passed);
+        }
+        result => result?,
+    }
     let record_kind = if args.events { "events" } else { "transactions" };
     tracing::info!(records = written, "exported {record_kind}");
     Ok(Verdict::Passed)
+}
+
+/// Whether a write failed because the reader of standard output went away.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+        let csv_io = cause.downcast_ref::<csv::Error>().and_then(|error| match error.kind() {
+            csv::ErrorKind::Io(io) => Some(io.kind()),
+            _ => None,
+        });
+        io == Some(std::io::ErrorKind::BrokenPipe) || csv_io == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Rejects an output file inside the data directory, symbolic links
