@@ -215,7 +215,14 @@ impl SledStore {
             if state.synced_blobs.contains(&entry.file_name()) {
                 continue;
             }
-            File::open(entry.path())?.sync_all()?;
+            // sled removes blobs it no longer needs at any time, so a blob
+            // listed above may be gone, and a removed blob needs no sync.
+            let blob = match File::open(entry.path()) {
+                Ok(blob) => blob,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error.into()),
+            };
+            blob.sync_all()?;
             state.synced_blobs.insert(entry.file_name());
             synced_any = true;
         }
