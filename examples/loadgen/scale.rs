@@ -20,6 +20,8 @@ use crate::{LoadArgs, ServerArgs};
 
 /// How long a started server may take to answer `/readyz` with 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Maximum time to wait for the log's lock after writing the snapshot.
+const UNLOCK_TIMEOUT: Duration = Duration::from_secs(60);
 const MIB: f64 = 1024.0 * 1024.0;
 
 #[derive(Args)]
@@ -108,6 +110,8 @@ fn write_snapshot(data_dir: &std::path::Path, built: &fixture::BuiltLog) -> anyh
     let bytes = built.state.encode();
     let encoded = started.elapsed();
     store.save_snapshot(built.state.last_seq, &bytes)?;
+    drop(store);
+    wait_for_unlock(data_dir)?;
     println!(
         "snapshot: {:.1} MiB at seq {}, encoded in {:.2} s, stored in {:.2} s",
         bytes.len() as f64 / MIB,
@@ -116,6 +120,25 @@ fn write_snapshot(data_dir: &std::path::Path, built: &fixture::BuiltLog) -> anyh
         (started.elapsed() - encoded).as_secs_f64(),
     );
     Ok(())
+}
+
+/// Waits until no handle of this process holds the log's lock any more.
+/// sled 0.34.7 keeps its `flock` on the `db` file until its background
+/// threads let go of the closed database, which can be after the last
+/// handle is dropped. A server started before then refuses the log.
+fn wait_for_unlock(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let db_file = subledger::server::log_dir(data_dir).join("db");
+    let deadline = Instant::now() + UNLOCK_TIMEOUT;
+    loop {
+        let file = std::fs::File::open(&db_file)?;
+        if file.try_lock().is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} stayed locked for {UNLOCK_TIMEOUT:?}", db_file.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Starts a server and waits for `/readyz` to answer 200; returns the time

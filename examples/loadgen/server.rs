@@ -15,6 +15,8 @@ use anyhow::{bail, Context};
 
 /// Maximum time the server may take to start listening, replay included.
 const START_TIMEOUT: Duration = Duration::from_secs(600);
+/// Log lines kept to show when the server exits before listening.
+const START_LOG_LINES_KEPT: usize = 5;
 /// Maximum time the server may take to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Clock ticks per second in `/proc/PID/stat` (`USER_HZ`), which Linux
@@ -102,21 +104,26 @@ impl ServerProcess {
         });
 
         let mut recovery = RecoveryLine::default();
+        let mut last_lines = Vec::new();
         let deadline = started + START_TIMEOUT;
         let addr = loop {
             let line = match received.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => line,
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                    if let Some(status) = child.try_wait()? {
-                        bail!("the server exited with {status} before listening");
-                    }
-                    continue;
-                }
-                Err(_) => {
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
                     bail!("the server did not start listening within {START_TIMEOUT:?}");
                 }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // The log closed: the server exited before listening.
+                    let status = child.wait()?;
+                    bail!("the server exited with {status} before listening: {last_lines:?}");
+                }
             };
+            if last_lines.len() == START_LOG_LINES_KEPT {
+                last_lines.remove(0);
+            }
+            last_lines.push(line.clone());
             if line.contains("projections rebuilt") {
                 recovery = parse_recovery(&line);
             }
