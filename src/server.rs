@@ -1,7 +1,7 @@
 //! `subledger serve`: opens the data directory, recovers the projections,
 //! starts the writer and serves HTTP until SIGTERM or SIGINT.
 //!
-//! The data directory holds the event log (`log/`, a sled database) and,
+//! The data directory contains the event log (`log/`, a sled database) and,
 //! unless they come from the environment, the platform key
 //! (`platform.key`) and the AES key (`aes.key`), created on first start
 //! with mode 0600.

@@ -2,8 +2,8 @@
 //!
 //! Every `/v1` route takes HTTP Basic credentials: a developer's sid and API
 //! key, or the user `platform` and the platform key. Keys are compared as
-//! SHA-256 hashes in constant time. A developer sees only its own
-//! resources; the platform sees all and acts for a developer by passing
+//! SHA-256 hashes in constant time. A developer can reach only its own
+//! resources; the platform reaches all and acts for a developer by passing
 //! `developer_id`.
 
 use actix_web::http::header;

@@ -1,6 +1,6 @@
 //! The API's error responses: the one place where errors become HTTP.
 //!
-//! Every error, the framework's own included, is answered with the status
+//! Every error, the framework's own included, gets a response with the status
 //! and a body `{code, message, status, more_info, errors?}`, as JSON or as
 //! `<RestException>` XML. `ApiError::error_response` renders JSON and keeps
 //! a copy of itself in the response so that the outer middleware can render

@@ -37,7 +37,7 @@ pub struct RequestId(pub String);
 #[derive(Debug, Clone, Copy)]
 pub struct PathSuffix(pub &'static str);
 
-/// Longest client-supplied request id that is kept.
+/// Maximum length of a client-supplied request id that is kept.
 const REQUEST_ID_CHARS_MAX: usize = 64;
 
 /// Paths of routes with one fixed format. They take no format suffix:
@@ -118,7 +118,7 @@ fn client_request_id(request: &ServiceRequest) -> Option<String> {
 }
 
 /// Strips a `.json` or `.xml` suffix from the path, rewriting the URI that
-/// routing sees. Returns the format the suffix names.
+/// routing matches. Returns the format the suffix names.
 fn strip_format_suffix(request: &mut ServiceRequest) -> Option<Format> {
     let path = request.path();
     let (format, stripped) = if let Some(stripped) = path.strip_suffix(".json") {

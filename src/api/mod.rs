@@ -96,7 +96,7 @@ impl Call {
     }
 }
 
-/// Whether the request says it carries a body: a non-zero
+/// Whether the request declares a body: a non-zero
 /// `Content-Length` or any `Transfer-Encoding`.
 fn declares_body(request: &HttpRequest) -> bool {
     let headers = request.headers();

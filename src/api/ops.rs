@@ -14,7 +14,7 @@ pub async fn healthz() -> Reply {
 
 /// The log is open, the projections are caught up, and the writer accepts
 /// writes. The server only starts listening after recovery, so the first
-/// two hold whenever it answers.
+/// two hold whenever it responds.
 pub async fn readyz(app: web::Data<AppState>) -> Reply {
     let state = app.ledger.state();
     let head = app.ledger.store.head();

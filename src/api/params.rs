@@ -110,7 +110,7 @@ fn duplicate(name: &str) -> ApiError {
 }
 
 /// Field names in errors are `&'static str`; request-supplied names are
-/// leaked only through this bounded set of names the API knows, and any
+/// leaked only through this bounded set of names the API defines, and any
 /// other name is reported as `parameter`.
 fn static_name(name: &str) -> &'static str {
     const KNOWN: &[&str] = &[

@@ -4,7 +4,7 @@
 //! and never decide.
 //!
 //! Each event type has a schema version. A new shape of an event gets a new
-//! version, and `Event::decode` upcasts every older version it knows when the
+//! version, and `Event::decode` upcasts every older version it recognizes when the
 //! log is read; stored events are never rewritten.
 
 use chrono::{DateTime, Utc};
@@ -322,7 +322,7 @@ impl Actor {
 }
 
 /// The `Idempotency-Key` of the request that caused an event, with a digest
-/// of the request so that a repeat can be told from a different request.
+/// of the request so that a repeat can be distinguished from a different request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     pub key: String,

@@ -5,7 +5,7 @@
 //! its working copy of the state and folds the accepted events in at once,
 //! so later commands of a batch see earlier ones. The whole batch is then
 //! appended in one durable write (group commit), the working copy is
-//! published to readers, and only then is every command answered.
+//! published to readers, and only then does every command get its reply.
 //!
 //! If the log cannot make a batch durable, the writer stops taking writes:
 //! it answers that batch and every later command with `Unavailable` and the
@@ -150,7 +150,7 @@ impl Ledger {
     }
 
     /// Asks the writer to exit after the commands already queued. Commands
-    /// sent later are answered `Unavailable`.
+    /// sent later get `Unavailable`.
     pub fn stop(&self) {
         if self.sender.try_send(Message::Stop).is_err() {
             // The queue is full or closed; a blocking send from this
@@ -290,7 +290,7 @@ impl Writer {
             decided.push(Decided { reply: request.reply, result, wrote_events });
         }
 
-        // Commit, publish, answer.
+        // Commit, publish, reply.
         let mut commit_micros = None;
         if !pending.is_empty() {
             let started = Instant::now();

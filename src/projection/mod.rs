@@ -1,6 +1,6 @@
 //! Projections: the read views folded from the event log.
 //!
-//! `State` holds every view in persistent maps (`im`), so that a clone is
+//! `State` contains every view in persistent maps (`im`), so that a clone is
 //! cheap and shares structure. The writer folds each batch into its own copy
 //! and publishes it after the batch is durable; readers hold an `Arc` of the
 //! last published copy and never wait. Live state, a cold start and a full

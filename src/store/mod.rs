@@ -1,6 +1,6 @@
 //! The event log: an append-only, hash-chained sequence of events with
 //! per-stream versions. `EventStore` is the seam between the service and its
-//! storage engine; nothing outside this module knows that the engine is sled.
+//! storage engine; nothing outside this module depends on the engine being sled.
 
 mod envelope;
 mod sled_store;
