@@ -43,7 +43,8 @@ pub async fn list(
         streams.extend(sip_accounts.iter().copied());
     }
     let store = app.ledger.store.clone();
-    let read = web::block(move || read_page(store.as_ref(), &streams, page)).await;
+    let visible_up_to = call.state.last_seq;
+    let read = web::block(move || read_page(store.as_ref(), &streams, visible_up_to, page)).await;
     let (items, has_next) = match read {
         Ok(Ok(page)) => page,
         Ok(Err(error)) => {
@@ -60,8 +61,9 @@ pub async fn list(
     Ok(Reply::ok("EventList", body))
 }
 
-/// Reads one page of the streams' events, merged in log order, and whether
-/// a next page has events.
+/// Reads one page of the streams' events up to sequence `visible_up_to`,
+/// merged in log order, and whether a next page has events. Events after
+/// the published state may not be durable yet, so they are not shown.
 ///
 /// NOTE: each request lists every sequence number of the streams before
 /// slicing the page, so its cost grows with the length of the account's
@@ -69,11 +71,13 @@ pub async fn list(
 fn read_page(
     store: &dyn EventStore,
     streams: &[Sid],
+    visible_up_to: u64,
     page: PageRequest,
 ) -> Result<(Vec<Value>, bool), StoreError> {
     let mut sequences = Vec::new();
     for stream in streams {
-        sequences.extend(store.stream_sequences(*stream)?);
+        let stream_sequences = store.stream_sequences(*stream)?;
+        sequences.extend(stream_sequences.into_iter().filter(|seq| *seq <= visible_up_to));
     }
     sequences.sort_unstable();
     let (page_sequences, has_next) = page.slice(sequences.into_iter());

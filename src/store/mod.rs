@@ -72,12 +72,28 @@ pub struct StoredSnapshot {
 
 /// An append-only, durable, hash-chained event log.
 pub trait EventStore: Send + Sync + 'static {
-    /// Appends a batch of events atomically and makes it durable before
-    /// returning. The events must continue the log (`seq` = head + 1, …) and
-    /// each event's `version` must be its stream's version + 1.
-    fn append(&self, events: &[PendingEvent]) -> StoreResult<ChainHead>;
+    /// Writes a batch of events atomically, without waiting for it to be
+    /// durable, and returns the head it leads to. The events must continue
+    /// the events written so far (`seq` = written head + 1, …) and each
+    /// event's `version` must be its stream's version + 1. Reads may see the
+    /// batch before `sync` makes it durable; after a crash it is either
+    /// wholly present or wholly absent.
+    fn write(&self, events: &[PendingEvent]) -> StoreResult<ChainHead>;
 
-    /// The newest event's sequence number and hash.
+    /// Makes every batch written before the call durable and returns the
+    /// newest durable head. Writes may go on from other threads meanwhile;
+    /// they become durable with a later call.
+    fn sync(&self) -> StoreResult<ChainHead>;
+
+    /// Writes a batch and makes it durable before returning.
+    fn append(&self, events: &[PendingEvent]) -> StoreResult<ChainHead> {
+        let head = self.write(events)?;
+        let durable = self.sync()?;
+        debug_assert!(durable.seq >= head.seq, "sync covers every earlier write");
+        Ok(head)
+    }
+
+    /// The newest durable event's sequence number and hash.
     fn head(&self) -> ChainHead;
 
     /// Stored events from sequence `from` (inclusive) to the end.

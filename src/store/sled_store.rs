@@ -7,13 +7,13 @@
 //! | `meta`      | name                                  | format, chain head  |
 //! | `snapshots` | sequence ‖ chunk index, u32 BE        | snapshot chunk      |
 //!
-//! Big-endian keys make sled's byte order the numeric order. One append is
+//! Big-endian keys make sled's byte order the numeric order. One write is
 //! one sled transaction over `events`, `streams` and `meta`, so a crash
 //! leaves either all of a batch or none of it.
 //!
 //! Durability: sled 0.34.7's `flush` writes its log with `sync_file_range`,
 //! which does not make file metadata durable and skips the blob files that
-//! hold oversized nodes. Every append therefore calls `flush`, then
+//! hold oversized nodes. Every sync therefore calls `flush`, then
 //! `sync_all` on sled's `db` file and on each blob file not yet synced.
 
 use std::collections::{HashMap, HashSet};
@@ -53,7 +53,10 @@ const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const SNAPSHOTS_KEPT: usize = 2;
 
 struct WriteState {
-    head: ChainHead,
+    /// The newest event written, durable or not.
+    written: ChainHead,
+    /// The newest event made durable by a sync.
+    durable: ChainHead,
     /// Versions of the streams appended to or looked up since the store was
     /// opened; other streams are read from the `streams` tree on demand.
     stream_versions: HashMap<Sid, u64>,
@@ -165,12 +168,13 @@ impl SledStore {
             path: path.to_path_buf(),
             db_file,
             write: Mutex::new(WriteState {
-                head,
+                written: head,
+                durable: head,
                 stream_versions: HashMap::new(),
                 synced_blobs: HashSet::new(),
             }),
         };
-        store.sync()?;
+        store.sync_files()?;
         Ok(store)
     }
 
@@ -195,7 +199,7 @@ impl SledStore {
 
     /// Makes everything written so far durable: sled's flush, then fsync of
     /// the files it wrote.
-    fn sync(&self) -> StoreResult<()> {
+    fn sync_files(&self) -> StoreResult<()> {
         self.db.flush()?;
         self.db_file.sync_all()?;
         self.sync_new_blobs()
@@ -251,19 +255,19 @@ impl SledStore {
 }
 
 impl EventStore for SledStore {
-    fn append(&self, events: &[PendingEvent]) -> StoreResult<ChainHead> {
+    fn write(&self, events: &[PendingEvent]) -> StoreResult<ChainHead> {
         let mut state = self.write.lock().unwrap_or_else(|poison| poison.into_inner());
         let Some(first) = events.first() else {
-            return Ok(state.head);
+            return Ok(state.written);
         };
 
         // Check sequence continuity and stream versions before writing.
-        if first.seq != state.head.seq + 1 {
-            return Err(StoreError::SequenceGap { head: state.head.seq, first: first.seq });
+        if first.seq != state.written.seq + 1 {
+            return Err(StoreError::SequenceGap { head: state.written.seq, first: first.seq });
         }
         let mut batch_versions: HashMap<Sid, u64> = HashMap::new();
         let mut rows = Vec::with_capacity(events.len());
-        let mut head = state.head;
+        let mut head = state.written;
         for pending in events {
             if pending.seq != head.seq + 1 {
                 return Err(StoreError::SequenceGap { head: head.seq, first: pending.seq });
@@ -286,7 +290,7 @@ impl EventStore for SledStore {
             head = ChainHead { seq: pending.seq, hash };
         }
 
-        // One transaction over the three trees, then make it durable.
+        // One transaction over the three trees.
         let head_value = encode_head(head);
         let result = (&self.events, &self.streams, &self.meta).transaction(
             |(events_tx, streams_tx, meta_tx)| {
@@ -303,17 +307,23 @@ impl EventStore for SledStore {
             Err(TransactionError::Storage(error)) => return Err(error.into()),
             Err(TransactionError::Abort(())) => unreachable!("the append never aborts"),
         }
-        drop(state);
-        self.sync()?;
-
-        let mut state = self.write.lock().unwrap_or_else(|poison| poison.into_inner());
-        state.head = head;
+        state.written = head;
         state.stream_versions.extend(batch_versions);
         Ok(head)
     }
 
+    fn sync(&self) -> StoreResult<ChainHead> {
+        let written = self.write.lock().unwrap_or_else(|poison| poison.into_inner()).written;
+        self.sync_files()?;
+        let mut state = self.write.lock().unwrap_or_else(|poison| poison.into_inner());
+        if written.seq > state.durable.seq {
+            state.durable = written;
+        }
+        Ok(state.durable)
+    }
+
     fn head(&self) -> ChainHead {
-        self.write.lock().unwrap_or_else(|poison| poison.into_inner()).head
+        self.write.lock().unwrap_or_else(|poison| poison.into_inner()).durable
     }
 
     fn read_raw_from(&self, from: u64) -> RawEventIter<'_> {
@@ -377,7 +387,7 @@ impl EventStore for SledStore {
         header.extend_from_slice(&digest);
         batch.insert(snapshot_key(seq, SNAPSHOT_HEADER_INDEX).as_slice(), header);
         self.snapshots.apply_batch(batch)?;
-        self.sync()?;
+        self.sync_files()?;
 
         // Drop the older snapshots beyond the ones kept.
         let kept: Vec<u64> = self.snapshot_headers()?.into_iter().map(|(seq, _)| seq).collect();
@@ -392,7 +402,7 @@ impl EventStore for SledStore {
         }
         if removed_any {
             self.snapshots.apply_batch(removal)?;
-            self.sync()?;
+            self.sync_files()?;
         }
         Ok(())
     }
