@@ -1,19 +1,30 @@
 //! The single writer: the only code that appends to the event log.
 //!
-//! Handlers send commands over a bounded channel. The writer takes every
-//! command waiting (up to `WRITER_BATCH_COMMANDS_MAX`), decides each against
-//! its working copy of the state and folds the accepted events in at once,
-//! so later commands of a batch see earlier ones. The whole batch is then
-//! appended in one durable write (group commit), the working copy is
-//! published to readers, and only then does every command get its reply.
+//! Handlers send commands over a bounded channel. The writer thread takes
+//! every command waiting (up to `WRITER_BATCH_COMMANDS_MAX`), decides each
+//! against its working copy of the state and folds the accepted events in
+//! at once, so later commands of a batch see earlier ones. It writes the
+//! whole batch to the log in one atomic write and hands it to the committer
+//! thread.
 //!
-//! If the log cannot make a batch durable, the writer stops taking writes:
-//! it answers that batch and every later command with `Unavailable` and the
-//! service reports itself not ready. Whether the failed batch reached the
-//! disk is decided by the log at the next start; clients retry postings
-//! with the same `refer_trans_id` and get the original back if it landed.
+//! The committer makes batches durable: it takes every batch handed over
+//! since its last sync, syncs the log once for all of them (group commit),
+//! publishes the newest of their states to readers, and only then replies
+//! to their commands, in order. While it waits for the disk, the writer
+//! decides and writes the next batch, so deciding and syncing overlap. No
+//! reply is sent, and no state published, before every batch up to it is
+//! durable, so readers and clients never see an outcome that a crash could
+//! take back. A batch that wrote nothing waits its turn all the same: a
+//! rejection or a replayed result may rest on the batches before it.
+//!
+//! If the log cannot write or sync a batch, writing stops: that batch and
+//! every later command get `Unavailable` and the service reports itself not
+//! ready. Whether a failed batch reached the disk is decided by the log at
+//! the next start; clients retry postings with the same `refer_trans_id`
+//! and get the original back if it landed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -35,6 +46,10 @@ use crate::store::{EventStore, PendingEvent};
 pub const WRITER_BATCH_COMMANDS_MAX: usize = 1024;
 /// Commands that may wait for the writer before senders wait in turn.
 pub const COMMAND_QUEUE_CAPACITY: usize = 8192;
+/// Written batches that may wait for the committer before the writer waits
+/// in turn. Two keep the writer busy during a sync; more would only add
+/// latency, since the committer syncs all waiting batches at once.
+pub const COMMIT_QUEUE_BATCHES: usize = 2;
 
 type Reply = oneshot::Sender<Result<Outcome, DomainError>>;
 
@@ -56,11 +71,11 @@ pub struct WriterStats {
     pub batches: AtomicU64,
     pub commands: AtomicU64,
     pub events: AtomicU64,
-    /// Sum of the durable-append latencies, in microseconds.
+    /// Sum of the sync latencies, in microseconds.
     pub commit_micros: AtomicU64,
-    /// Batch sizes (commands) by power-of-two bucket: 1, 2, 4, … 1024.
+    /// Commands per sync by power-of-two bucket: 1, 2, 4, … 1024 and more.
     pub batch_size_buckets: [AtomicU64; 11],
-    /// Durable-append latency by bucket, see `COMMIT_LATENCY_BUCKETS_MICROS`.
+    /// Sync latency by bucket, see `COMMIT_LATENCY_BUCKETS_MICROS`.
     pub commit_latency_buckets: [AtomicU64; 12],
 }
 
@@ -123,7 +138,6 @@ impl Ledger {
             stats: stats.clone(),
             config,
             last_recorded_at: newest_recorded_at(store.as_ref()),
-            snapshot_running: Arc::new(AtomicBool::new(false)),
         };
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -209,6 +223,27 @@ struct Writer {
     config: WriterConfig,
     /// Recorded times never go backwards, even if the clock does.
     last_recorded_at: Option<DateTime<Utc>>,
+}
+
+/// A batch the writer has written, on its way to the committer.
+struct Written {
+    /// The state with the batch folded in.
+    state: Arc<State>,
+    decided: Vec<Decided>,
+    /// First and last sequence numbers written, if the batch wrote events.
+    seqs: Option<(u64, u64)>,
+    /// Set when the write failed: every command of the batch gets this.
+    write_error: Option<String>,
+}
+
+/// The thread that syncs written batches, publishes and replies.
+struct Committer {
+    receiver: std_mpsc::Receiver<Written>,
+    store: Arc<dyn EventStore>,
+    published: Arc<ArcSwap<State>>,
+    failed: Arc<AtomicBool>,
+    stats: Arc<WriterStats>,
+    config: WriterConfig,
     snapshot_running: Arc<AtomicBool>,
 }
 
@@ -222,6 +257,22 @@ struct Decided {
 impl Writer {
     fn run(mut self) {
         tracing::info!("ledger writer started");
+        let (commits, receiver) = std_mpsc::sync_channel(COMMIT_QUEUE_BATCHES);
+        let committer = Committer {
+            receiver,
+            store: self.store.clone(),
+            published: self.published.clone(),
+            failed: self.failed.clone(),
+            stats: self.stats.clone(),
+            config: self.config.clone(),
+            snapshot_running: Arc::new(AtomicBool::new(false)),
+        };
+        let committer = std::thread::Builder::new()
+            .name("ledger-commit".into())
+            .spawn(move || committer.run())
+            .expect("the operating system starts the committer thread");
+
+        let mut working = State::clone(&self.published.load_full());
         let mut batch = Vec::with_capacity(WRITER_BATCH_COMMANDS_MAX);
         let mut stopping = false;
         while !stopping {
@@ -239,7 +290,17 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.process(&mut batch);
+            let written = self.process(&mut working, &mut batch);
+            if commits.send(written).is_err() {
+                tracing::error!("the committer thread has stopped; the writer stops");
+                break;
+            }
+        }
+        // The committer answers every batch handed over before it exits.
+        drop(commits);
+        if committer.join().is_err() {
+            tracing::error!("the committer thread panicked");
+            self.failed.store(true, Ordering::Release);
         }
         self.receiver.close();
         while let Ok(message) = self.receiver.try_recv() {
@@ -264,71 +325,143 @@ impl Writer {
         at
     }
 
-    fn process(&mut self, batch: &mut Vec<Request>) {
-        let command_count = batch.len();
+    /// Decides a batch against `working`, folds its events in and writes
+    /// them to the log (not yet durably).
+    fn process(&mut self, working: &mut State, batch: &mut Vec<Request>) -> Written {
         if self.failed.load(Ordering::Acquire) {
-            for request in batch.drain(..) {
-                let error = DomainError::Unavailable(
-                    "writes are stopped after a storage failure; restart the service".into(),
-                );
-                let _ = request.reply.send(Err(error));
-            }
-            return;
+            let decided = batch
+                .drain(..)
+                .map(|request| Decided {
+                    reply: request.reply,
+                    result: Err(stopped_error()),
+                    wrote_events: false,
+                })
+                .collect();
+            let state = Arc::new(working.clone());
+            return Written { state, decided, seqs: None, write_error: None };
         }
 
         // Decide every command against the working state, folding accepted
-        // events in as we go.
-        let published = self.published.load_full();
-        let mut working = State::clone(&published);
+        // events in as we go. `base` is the state before the batch, to
+        // rebuild from if a decided event does not apply.
+        let base = working.clone();
         let recorded_at = self.next_recorded_at();
         let mut pending = Vec::new();
-        let mut decided = Vec::with_capacity(command_count);
+        let mut decided = Vec::with_capacity(batch.len());
         for request in batch.drain(..) {
             let before = pending.len();
-            let result = decide_one(&mut working, &published, &request, recorded_at, &mut pending);
+            let result = decide_one(working, &base, &request, recorded_at, &mut pending);
             let wrote_events = pending.len() > before;
             decided.push(Decided { reply: request.reply, result, wrote_events });
         }
 
-        // Commit, publish, reply.
-        let mut commit_micros = None;
-        if !pending.is_empty() {
-            let started = Instant::now();
-            let appended = self.store.append(&pending);
-            commit_micros = Some(started.elapsed().as_micros() as u64);
-            if let Err(error) = appended {
-                tracing::error!(
-                    %error,
-                    first_seq = pending[0].seq,
-                    events = pending.len(),
-                    "durable append failed; the writer stops taking writes"
-                );
-                self.failed.store(true, Ordering::Release);
-                for entry in decided {
-                    let result = if entry.wrote_events {
-                        Err(DomainError::Unavailable(format!(
-                            "the write could not be made durable ({error}); its outcome is known after a restart"
-                        )))
-                    } else {
-                        entry.result
-                    };
-                    let _ = entry.reply.send(result);
-                }
-                return;
+        let Some(last) = pending.last() else {
+            return Written { state: Arc::new(base), decided, seqs: None, write_error: None };
+        };
+        let seqs = Some((pending[0].seq, last.seq));
+        if let Err(error) = self.store.write(&pending) {
+            tracing::error!(
+                %error,
+                first_seq = pending[0].seq,
+                events = pending.len(),
+                "writing a batch to the log failed; the writer stops taking writes"
+            );
+            self.failed.store(true, Ordering::Release);
+            *working = base;
+            let write_error = Some(error.to_string());
+            return Written { state: Arc::new(working.clone()), decided, seqs, write_error };
+        }
+        Written { state: Arc::new(working.clone()), decided, seqs, write_error: None }
+    }
+}
+
+fn stopped_error() -> DomainError {
+    DomainError::Unavailable(
+        "writes are stopped after a storage failure; restart the service".into(),
+    )
+}
+
+fn unknown_outcome_error(error: &str) -> DomainError {
+    DomainError::Unavailable(format!(
+        "the write could not be made durable ({error}); its outcome is known after a restart"
+    ))
+}
+
+impl Committer {
+    fn run(self) {
+        while let Ok(first) = self.receiver.recv() {
+            let mut group = vec![first];
+            while let Ok(next) = self.receiver.try_recv() {
+                group.push(next);
             }
-            self.published.store(Arc::new(working));
-        }
-        self.stats.record_batch(command_count, pending.len(), commit_micros);
-        for entry in decided {
-            let _ = entry.reply.send(entry.result);
-        }
-        if let Some(last) = pending.last() {
-            self.maybe_snapshot(pending[0].seq, last.seq);
+            self.commit(group);
         }
     }
 
-    /// Starts a snapshot in the background when the batch crossed a multiple
-    /// of the snapshot interval and none is running.
+    /// Syncs the log once for a group of written batches, then publishes
+    /// the newest state and replies to every command in order.
+    fn commit(&self, group: Vec<Written>) {
+        let commands: usize = group.iter().map(|written| written.decided.len()).sum();
+        let seqs = group.iter().filter_map(|written| written.seqs);
+        let first_seq = seqs.clone().map(|(first, _)| first).min();
+        let last_seq = seqs.map(|(_, last)| last).max();
+
+        let mut sync_error = None;
+        if let (Some(first_seq), Some(last_seq)) = (first_seq, last_seq) {
+            let started = Instant::now();
+            let synced = self.store.sync();
+            let commit_micros = Some(started.elapsed().as_micros() as u64);
+            match synced {
+                Ok(head) if head.seq >= last_seq => {}
+                Ok(head) => {
+                    sync_error = Some(format!(
+                        "the log synced up to event {} instead of {last_seq}",
+                        head.seq
+                    ));
+                }
+                Err(error) => sync_error = Some(error.to_string()),
+            }
+            if let Some(error) = &sync_error {
+                tracing::error!(
+                    %error,
+                    first_seq,
+                    last_seq,
+                    "making batches durable failed; the writer stops taking writes"
+                );
+                self.failed.store(true, Ordering::Release);
+            }
+            let events = (last_seq + 1 - first_seq) as usize;
+            self.stats.record_batch(commands, events, commit_micros);
+        } else {
+            self.stats.record_batch(commands, 0, None);
+        }
+
+        // Publish the newest state whose batches all became durable. After
+        // any failure nothing more is published.
+        let healthy = sync_error.is_none() && group.iter().all(|w| w.write_error.is_none());
+        if healthy {
+            if let Some(newest) = group.last() {
+                self.published.store(newest.state.clone());
+            }
+        }
+        for written in group {
+            let failure = written.write_error.as_deref().or(sync_error.as_deref());
+            for entry in written.decided {
+                let result = match failure {
+                    Some(error) if entry.wrote_events => Err(unknown_outcome_error(error)),
+                    Some(_) => Err(stopped_error()),
+                    None => entry.result,
+                };
+                let _ = entry.reply.send(result);
+            }
+        }
+        if let (true, Some(first_seq), Some(last_seq)) = (healthy, first_seq, last_seq) {
+            self.maybe_snapshot(first_seq, last_seq);
+        }
+    }
+
+    /// Starts a snapshot in the background when the synced batches crossed
+    /// a multiple of the snapshot interval and none is running.
     fn maybe_snapshot(&self, first_seq: u64, last_seq: u64) {
         let interval = self.config.snapshot_interval_events;
         if interval == 0 || (first_seq - 1) / interval == last_seq / interval {
@@ -349,10 +482,10 @@ impl Writer {
 
 /// Decides one command, folds its events into `working` and adds them to
 /// `pending`. A rejected command leaves both as they were: `working` is
-/// `published` with the events in `pending` folded in.
+/// `base` with the events in `pending` folded in.
 fn decide_one(
     working: &mut State,
-    published: &State,
+    base: &State,
     request: &Request,
     recorded_at: DateTime<Utc>,
     pending: &mut Vec<PendingEvent>,
@@ -414,7 +547,7 @@ fn decide_one(
         let seq = working.last_seq + 1;
         if let Err(error) = working.apply(seq, &meta, &event) {
             tracing::error!(%error, request_id = %context.request_id, "decided event does not apply");
-            *working = rebuild(published, pending);
+            *working = rebuild(base, pending);
             return Err(DomainError::ConcurrencyConflict(format!(
                 "the request conflicts with the current state: {error}"
             )));
@@ -425,9 +558,9 @@ fn decide_one(
     Ok(decision.outcome)
 }
 
-/// `published` with the batch's accepted events folded in again.
-fn rebuild(published: &State, pending: &[PendingEvent]) -> State {
-    let mut state = published.clone();
+/// `base` with the batch's accepted events folded in again.
+fn rebuild(base: &State, pending: &[PendingEvent]) -> State {
+    let mut state = base.clone();
     for event in pending {
         state
             .apply(event.seq, &event.meta, &event.event)
