@@ -136,20 +136,36 @@ enum Commands {
     },
 }
 
-fn init_logging() {
+/// Log lines a server may queue for its log thread before request threads
+/// wait for it. No line is ever dropped.
+const LOG_QUEUE_LINES: usize = 65_536;
+
+/// Sets up logging to standard error. A server logs a line per request, so
+/// its lines go through a thread of their own that writes them in batches
+/// instead of making a system call per line on a request thread; the
+/// returned guard writes out what is queued when it is dropped. The other
+/// commands log a few lines beside progress bars and write directly.
+fn init_logging(background: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
+    if !background {
+        builder.with_writer(std::io::stderr).init();
+        return None;
+    }
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
+    builder.with_writer(writer).init();
+    Some(guard)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let _log_guard = init_logging(matches!(cli.command, Commands::Serve { .. }));
     let result = match cli.command {
         Commands::Serve { data_dir, listen, default_domain, snapshot_interval, workers } => {
             let default_domain = match subledger::domain::text::validate_domain(&default_domain) {
