@@ -3,6 +3,7 @@
 //! storage engine; nothing outside this module depends on the engine being sled.
 
 mod envelope;
+mod journal;
 mod sled_store;
 
 pub use envelope::{

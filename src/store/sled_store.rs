@@ -11,16 +11,27 @@
 //! one sled transaction over `events`, `streams` and `meta`, so a crash
 //! leaves either all of a batch or none of it.
 //!
-//! Durability: sled 0.34.7's `flush` writes its log with `sync_file_range`,
-//! which does not make file metadata durable and skips the blob files that
-//! hold oversized nodes. Every sync therefore calls `flush`, then
-//! `sync_all` on sled's `db` file and on each blob file not yet synced.
+//! Durability: `write` commits a batch to sled and writes one record for
+//! it to the write-ahead journal (`journal.rs`) without syncing, and `sync`
+//! makes the journal durable with one `fdatasync`. So a batch is durable
+//! once a `sync` called after its `write` has returned. After a crash, sled
+//! recovers a prefix of the written batches (its background flusher writes
+//! every 500 ms), and `open` redoes every journaled batch past sled's head.
+//!
+//! sled itself is made durable by `sync_files`: sled's `flush`, then
+//! `sync_all` on its `db` file and on each blob file not yet synced. The
+//! `sync_all` calls are needed because sled 0.34.7's `flush` uses
+//! `sync_file_range`, which does not make file metadata durable and skips
+//! the blob files that contain oversized nodes. `sync_files` runs at open, after a snapshot is saved, and in a `write` whose
+//! record does not fit the active journal file (before the other file takes
+//! over) or is larger than a whole file. Such a `write` returns with its
+//! batch and every earlier one already durable.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -28,7 +39,15 @@ use sled::Transactional;
 
 use crate::domain::ids::{Sid, SID_CHARS};
 use crate::store::envelope::{seal, PendingEvent, RawEvent};
+use crate::store::journal::{Appended, Journal, JOURNAL_BYTES};
 use crate::store::{ChainHead, EventStore, RawEventIter, StoreError, StoreResult, StoredSnapshot};
+
+mod redo;
+mod snapshots;
+#[cfg(test)]
+mod tests;
+
+use snapshots::snapshot_key;
 
 /// Written under `meta/format` when a log is created.
 const FORMAT_NAME: &[u8] = b"subledger-log-v1";
@@ -60,8 +79,28 @@ struct WriteState {
     /// Versions of the streams appended to or looked up since the store was
     /// opened; other streams are read from the `streams` tree on demand.
     stream_versions: HashMap<Sid, u64>,
-    synced_blobs: HashSet<std::ffi::OsString>,
+    journal: Journal,
+    /// Why the store takes no more writes: a journal write or sync failed
+    /// after sled had committed a batch, so the journal no longer covers
+    /// every batch in sled.
+    failure: Option<String>,
 }
+
+impl WriteState {
+    fn check_usable(&self) -> StoreResult<()> {
+        match &self.failure {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Io(std::io::Error::other(format!(
+                "the log takes no more writes because an earlier journal write or sync \
+                 failed ({reason}); open the log again to recover"
+            )))),
+        }
+    }
+}
+
+/// The rows of one event: its `events` key and stored value, and its
+/// `streams` key.
+type EventRows = ([u8; 8], Vec<u8>, Vec<u8>);
 
 pub struct SledStore {
     db: sled::Db,
@@ -72,6 +111,8 @@ pub struct SledStore {
     path: PathBuf,
     db_file: File,
     write: Mutex<WriteState>,
+    /// Blob files already synced by `sync_new_blobs`.
+    synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
 }
 
 /// Returns whether another process holds the lock on sled's database
@@ -120,7 +161,15 @@ impl SledStore {
     ///
     /// A damaged or foreign directory is an error, never a panic: sled may
     /// panic on some corrupt files, so opening runs under `catch_unwind`.
+    /// Journaled batches that sled lost in a crash are redone, then sled is
+    /// made durable and the journal starts a new generation.
     pub fn open(path: &Path) -> StoreResult<SledStore> {
+        Self::open_with_journal(path, JOURNAL_BYTES)
+    }
+
+    /// Opens the log like `open`, creating journal files of
+    /// `journal_bytes` each when the directory has none.
+    fn open_with_journal(path: &Path, journal_bytes: u64) -> StoreResult<SledStore> {
         std::fs::create_dir_all(path)?;
         let config = sled::Config::new()
             .path(path)
@@ -159,6 +208,7 @@ impl SledStore {
             Ok((events, streams, meta, snapshots, head))
         })?;
         let db_file = File::open(path.join("db"))?;
+        let (journal, recovered) = Journal::open(path, journal_bytes)?;
         let store = SledStore {
             db,
             events,
@@ -171,11 +221,19 @@ impl SledStore {
                 written: head,
                 durable: head,
                 stream_versions: HashMap::new(),
-                synced_blobs: HashSet::new(),
+                journal,
+                failure: None,
             }),
+            synced_blobs: Mutex::new(HashSet::new()),
         };
+        store.redo(recovered)?;
         store.sync_files()?;
+        store.state().journal.start_generation()?;
         Ok(store)
+    }
+
+    fn state(&self) -> MutexGuard<'_, WriteState> {
+        self.write.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Reads the chain head from the newest event and checks that `meta`
@@ -212,11 +270,12 @@ impl SledStore {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(error) => return Err(error.into()),
         };
-        let mut state = self.write.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut synced_blobs =
+            self.synced_blobs.lock().unwrap_or_else(|poison| poison.into_inner());
         let mut synced_any = false;
         for entry in entries {
             let entry = entry?;
-            if state.synced_blobs.contains(&entry.file_name()) {
+            if synced_blobs.contains(&entry.file_name()) {
                 continue;
             }
             // sled removes blobs it no longer needs at any time, so a blob
@@ -227,7 +286,7 @@ impl SledStore {
                 Err(error) => return Err(error.into()),
             };
             blob.sync_all()?;
-            state.synced_blobs.insert(entry.file_name());
+            synced_blobs.insert(entry.file_name());
             synced_any = true;
         }
         if synced_any {
@@ -252,11 +311,59 @@ impl SledStore {
         state.stream_versions.insert(stream, version);
         Ok(version)
     }
+
+    /// Commits a batch's rows and the new chain head in one transaction
+    /// over `events`, `streams` and `meta`.
+    fn commit_rows(&self, rows: &[EventRows], head: ChainHead) -> StoreResult<()> {
+        let head_value = encode_head(head);
+        let result = (&self.events, &self.streams, &self.meta).transaction(
+            |(events_tx, streams_tx, meta_tx)| {
+                for (key, value, stream_row) in rows {
+                    events_tx.insert(&key[..], value.as_slice())?;
+                    streams_tx.insert(stream_row.as_slice(), &key[..])?;
+                }
+                meta_tx.insert(META_HEAD, head_value.as_slice())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            },
+        );
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(error)) => Err(error.into()),
+            Err(TransactionError::Abort(())) => unreachable!("the append never aborts"),
+        }
+    }
+
+    /// Writes the journal record of a batch that sled has just committed.
+    /// When the active journal file is full, or the record is larger than
+    /// a whole file, sled's flush makes this batch and all before it durable
+    /// instead, and a full file hands over to the other one.
+    fn journal_batch(
+        &self,
+        state: &mut WriteState,
+        events: &[PendingEvent],
+        rows: &[EventRows],
+    ) -> StoreResult<()> {
+        let entries = events.iter().zip(rows).map(|(pending, (_, value, _))| {
+            (pending.seq, pending.stream, pending.version, &value[..])
+        });
+        let appended = state.journal.append(entries)?;
+        if appended == Appended::Written {
+            return Ok(());
+        }
+        self.sync_files()?;
+        state.durable = state.written;
+        if appended == Appended::Full {
+            state.journal.start_generation()?;
+            tracing::debug!(generation = state.journal.generation(), "switched journal files");
+        }
+        Ok(())
+    }
 }
 
 impl EventStore for SledStore {
     fn write(&self, events: &[PendingEvent]) -> StoreResult<ChainHead> {
-        let mut state = self.write.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut state = self.state();
+        state.check_usable()?;
         let Some(first) = events.first() else {
             return Ok(state.written);
         };
@@ -290,32 +397,40 @@ impl EventStore for SledStore {
             head = ChainHead { seq: pending.seq, hash };
         }
 
-        // One transaction over the three trees.
-        let head_value = encode_head(head);
-        let result = (&self.events, &self.streams, &self.meta).transaction(
-            |(events_tx, streams_tx, meta_tx)| {
-                for (key, value, stream_row) in &rows {
-                    events_tx.insert(&key[..], value.as_slice())?;
-                    streams_tx.insert(stream_row.as_slice(), &key[..])?;
-                }
-                meta_tx.insert(META_HEAD, head_value.as_slice())?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            },
-        );
-        match result {
-            Ok(()) => {}
-            Err(TransactionError::Storage(error)) => return Err(error.into()),
-            Err(TransactionError::Abort(())) => unreachable!("the append never aborts"),
-        }
+        self.commit_rows(&rows, head)?;
         state.written = head;
         state.stream_versions.extend(batch_versions);
+
+        // sled now contains the batch. If the journal misses it, a later
+        // journaled batch would not chain after a crash, so a failure here
+        // stops all further writes.
+        let journaled = self.journal_batch(&mut state, events, &rows);
+        if let Err(error) = &journaled {
+            state.failure = Some(error.to_string());
+        }
+        journaled?;
         Ok(head)
     }
 
     fn sync(&self) -> StoreResult<ChainHead> {
-        let written = self.write.lock().unwrap_or_else(|poison| poison.into_inner()).written;
-        self.sync_files()?;
-        let mut state = self.write.lock().unwrap_or_else(|poison| poison.into_inner());
+        let (written, journal_file) = {
+            let state = self.state();
+            state.check_usable()?;
+            if state.written == state.durable {
+                return Ok(state.durable);
+            }
+            (state.written, state.journal.active_file())
+        };
+
+        // Records written before a switch to the other file need no sync
+        // here: the switch made sled durable first.
+        if let Err(error) = journal_file.sync_data() {
+            // After a failed fsync the kernel may have dropped the dirty
+            // pages, so a second fsync could succeed without them.
+            self.state().failure = Some(format!("journal sync failed: {error}"));
+            return Err(error.into());
+        }
+        let mut state = self.state();
         if written.seq > state.durable.seq {
             state.durable = written;
         }
@@ -323,7 +438,7 @@ impl EventStore for SledStore {
     }
 
     fn head(&self) -> ChainHead {
-        self.write.lock().unwrap_or_else(|poison| poison.into_inner()).durable
+        self.state().durable
     }
 
     fn read_raw_from(&self, from: u64) -> RawEventIter<'_> {
@@ -422,84 +537,4 @@ impl EventStore for SledStore {
 fn guard_read<T>(what: &str, read: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
     catch_unwind(AssertUnwindSafe(read))
         .unwrap_or_else(|_| Err(StoreError::Damaged(format!("sled panicked while reading {what}"))))
-}
-
-impl SledStore {
-    fn read_snapshots(&self) -> StoreResult<Vec<StoredSnapshot>> {
-        let mut found = Vec::new();
-        for (seq, header) in self.snapshot_headers()? {
-            match self.read_snapshot(seq, &header) {
-                Ok(bytes) => found.push(StoredSnapshot { seq, bytes }),
-                Err(reason) => {
-                    tracing::warn!(seq, %reason, "skipping an unreadable projection snapshot");
-                }
-            }
-        }
-        Ok(found)
-    }
-}
-
-fn snapshot_key(seq: u64, index: u32) -> [u8; 12] {
-    let mut key = [0; 12];
-    key[..8].copy_from_slice(&seq.to_be_bytes());
-    key[8..].copy_from_slice(&index.to_be_bytes());
-    key
-}
-
-impl SledStore {
-    /// Snapshot headers, newest first.
-    ///
-    /// A header has the largest key of its snapshot, so walking backwards
-    /// meets it first and then skips the snapshot's chunks with one range
-    /// lookup. Reading every chunk here read a 300 MiB snapshot once more
-    /// on every start and after every save.
-    fn snapshot_headers(&self) -> StoreResult<Vec<(u64, Vec<u8>)>> {
-        let mut headers = Vec::new();
-        let mut below: Option<Vec<u8>> = None;
-        loop {
-            let entry = match &below {
-                None => self.snapshots.last()?,
-                Some(bound) => self.snapshots.range(..bound.as_slice()).next_back().transpose()?,
-            };
-            let Some((key, value)) = entry else {
-                return Ok(headers);
-            };
-            if key.len() != 12 {
-                below = Some(key.to_vec());
-                continue;
-            }
-            let seq = read_u64(&key).expect("snapshot keys are 12 bytes");
-            if key[8..] == SNAPSHOT_HEADER_INDEX.to_be_bytes() {
-                headers.push((seq, value.to_vec()));
-            }
-            // Chunks without a header belong to no snapshot and are skipped too.
-            below = Some(snapshot_key(seq, 0).to_vec());
-        }
-    }
-
-    /// Reassembles one snapshot and checks its length and SHA-256.
-    fn read_snapshot(&self, seq: u64, header: &[u8]) -> Result<Vec<u8>, String> {
-        if header.len() != 44 {
-            return Err("snapshot header is not 44 bytes".into());
-        }
-        let chunk_count = u32::from_be_bytes(header[..4].try_into().expect("4 bytes"));
-        let length = read_u64(&header[4..12]).expect("8 bytes");
-        let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
-        for index in 0..chunk_count {
-            let chunk = self
-                .snapshots
-                .get(snapshot_key(seq, index))
-                .map_err(|error| error.to_string())?
-                .ok_or_else(|| format!("snapshot chunk {index} is missing"))?;
-            bytes.extend_from_slice(&chunk);
-        }
-        if bytes.len() as u64 != length {
-            return Err(format!("snapshot is {} bytes, header says {length}", bytes.len()));
-        }
-        let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        if digest[..] != header[12..] {
-            return Err("snapshot SHA-256 does not match its header".into());
-        }
-        Ok(bytes)
-    }
 }

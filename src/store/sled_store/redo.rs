@@ -1,0 +1,119 @@
+//! Redoing, at open, the journaled batches that sled lost in a crash.
+
+use std::collections::HashMap;
+
+use crate::domain::ids::Sid;
+use crate::store::envelope::RawEvent;
+use crate::store::journal::{JournalEvent, Recovered};
+use crate::store::{ChainHead, StoreError, StoreResult};
+
+use super::{seq_key, stream_key, EventRows, SledStore, WriteState};
+
+impl SledStore {
+    /// Commits, one sled transaction per journal record, every journaled
+    /// event past sled's head, after checking that it continues the chain:
+    /// the next sequence number, the head's hash as its `prev_hash`, a
+    /// valid hash, and its stream's next version. Events at or below
+    /// sled's head are already there and are skipped.
+    pub(super) fn redo(&self, recovered: Recovered) -> StoreResult<()> {
+        let mut state = self.state();
+        let sled_head = state.written;
+        let mut redone_events = 0;
+        let mut redone_batches = 0;
+        for record in &recovered.records {
+            let mut batch_versions: HashMap<Sid, u64> = HashMap::new();
+            let mut rows: Vec<EventRows> = Vec::new();
+            let mut head = state.written;
+            for event in record.iter().filter(|event| event.seq > sled_head.seq) {
+                head = self.check_redo(&mut state, &mut batch_versions, head, event).map_err(
+                    |reason| {
+                        StoreError::Damaged(format!(
+                            "journal generation {} contains event {}, which {reason}. The journal \
+                             files do not belong to this log, or sled lost events it had made \
+                             durable; restore the data directory from a backup",
+                            recovered.generation, event.seq
+                        ))
+                    },
+                )?;
+                let stream_row = stream_key(event.stream, event.version);
+                rows.push((seq_key(event.seq), event.value.clone(), stream_row));
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            self.commit_rows(&rows, head)?;
+            redone_events += rows.len();
+            redone_batches += 1;
+            state.written = head;
+            state.durable = head;
+            state.stream_versions.extend(batch_versions);
+        }
+
+        if redone_events > 0 {
+            tracing::info!(
+                events = redone_events,
+                batches = redone_batches,
+                from = sled_head.seq + 1,
+                to = state.written.seq,
+                generation = recovered.generation,
+                "redid journaled events that sled lost"
+            );
+        } else {
+            tracing::debug!(generation = recovered.generation, "no journaled events to redo");
+        }
+        Ok(())
+    }
+
+    /// Checks that a journaled event continues the chain after `head` and
+    /// returns the head it leads to, or why it does not continue it.
+    fn check_redo(
+        &self,
+        state: &mut WriteState,
+        batch_versions: &mut HashMap<Sid, u64>,
+        head: ChainHead,
+        event: &JournalEvent,
+    ) -> Result<ChainHead, String> {
+        if event.seq <= head.seq {
+            return Err(format!("comes again after event {}", head.seq));
+        }
+        if event.seq > head.seq + 1 {
+            return Err(format!(
+                "leaves a gap after the log's last event {}: events {} to {} are in neither \
+                 sled nor the journal",
+                head.seq,
+                head.seq + 1,
+                event.seq - 1
+            ));
+        }
+        let raw =
+            RawEvent::from_stored(event.seq, &event.value).map_err(|error| error.to_string())?;
+        if raw.prev_hash != head.hash {
+            return Err(format!(
+                "does not chain: its prev_hash is not the hash of event {}",
+                head.seq
+            ));
+        }
+        if !raw.hash_is_valid() {
+            return Err("does not match its SHA-256".into());
+        }
+        let recorded = raw.decode().map_err(|error| error.to_string())?;
+        if recorded.stream != event.stream || recorded.version != event.version {
+            return Err(format!(
+                "is stored as version {} of {} but journaled as version {} of {}",
+                recorded.version, recorded.stream, event.version, event.stream
+            ));
+        }
+        let current = match batch_versions.get(&event.stream) {
+            Some(version) => *version,
+            None => self.stream_version(state, event.stream).map_err(|error| error.to_string())?,
+        };
+        if event.version != current + 1 {
+            return Err(format!(
+                "is version {} of stream {}, but the stream is at version {current}",
+                event.version, event.stream
+            ));
+        }
+        batch_versions.insert(event.stream, event.version);
+        Ok(ChainHead { seq: event.seq, hash: raw.hash })
+    }
+}

@@ -1,0 +1,309 @@
+//! Unit tests of the sled log's journal: redo at open, torn and stale
+//! records, chain checks, and switching between the journal files.
+//!
+//! sled flushes everything when a store is dropped, so a batch that sled
+//! lost in a crash is simulated by a record written to the journal alone.
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use chrono::Utc;
+
+use super::*;
+use crate::domain::events::{Actor, DeveloperCreated, Event, EventMeta};
+use crate::domain::ids::SidKind;
+use crate::store::journal::Appended;
+
+/// Journal file size for tests that switch files: a few small batches fill
+/// one, so a test switches several times in milliseconds.
+const SMALL_JOURNAL_BYTES: u64 = 8 * 1024;
+
+/// Hands out events on one stream that continue the log.
+struct Source {
+    stream: Sid,
+    next_seq: u64,
+    next_version: u64,
+}
+
+impl Source {
+    fn new() -> Source {
+        Source { stream: Sid::generate(SidKind::Developer), next_seq: 1, next_version: 1 }
+    }
+
+    fn batch(&mut self, size: usize) -> Vec<PendingEvent> {
+        (0..size).map(|_| self.next()).collect()
+    }
+
+    fn next(&mut self) -> PendingEvent {
+        let seq = self.next_seq;
+        let version = self.next_version;
+        self.next_seq += 1;
+        self.next_version += 1;
+        let created = DeveloperCreated {
+            sid: self.stream,
+            name: format!("developer {seq}"),
+            api_key_sha256: "ab".repeat(32),
+        };
+        let meta = EventMeta {
+            recorded_at: Utc::now(),
+            actor: Actor::Platform,
+            request_id: format!("{seq:032x}"),
+            idempotency: None,
+        };
+        PendingEvent {
+            seq,
+            stream: self.stream,
+            version,
+            meta,
+            event: Event::DeveloperCreated(created),
+        }
+    }
+}
+
+/// Seals `events` after `prev_hash` and writes their record to the
+/// journal alone, synced, as if sled had lost the batch. Returns the head
+/// the batch leads to.
+fn journal_only(store: &SledStore, events: &[PendingEvent], prev_hash: [u8; 32]) -> ChainHead {
+    let mut hash = prev_hash;
+    let mut values = Vec::new();
+    for pending in events {
+        let (value, next) = seal(pending, &hash);
+        values.push(value);
+        hash = next;
+    }
+    let mut state = store.state();
+    let entries = events
+        .iter()
+        .zip(&values)
+        .map(|(pending, value)| (pending.seq, pending.stream, pending.version, &value[..]));
+    let appended = state.journal.append(entries).expect("write the journal record");
+    assert_eq!(appended, Appended::Written, "the record fits the journal");
+    state.journal.active_file().sync_data().expect("sync the journal");
+    let last = events.last().expect("a batch has events");
+    ChainHead { seq: last.seq, hash }
+}
+
+fn reopen(store: SledStore, path: &Path) -> StoreResult<SledStore> {
+    drop(store);
+    SledStore::open(path)
+}
+
+fn damage_message(result: StoreResult<SledStore>) -> String {
+    match result {
+        Err(StoreError::Damaged(message)) => message,
+        Err(other) => panic!("expected Damaged, got {other}"),
+        Ok(_) => panic!("expected Damaged, the log opened"),
+    }
+}
+
+/// Checks that events 1..=head are all present and chained.
+fn assert_chained(store: &SledStore, head: ChainHead) {
+    let mut prev = ChainHead::EMPTY;
+    for raw in store.read_raw_from(1) {
+        let raw = raw.expect("read an event");
+        assert_eq!(raw.seq, prev.seq + 1, "event {} follows {}", raw.seq, prev.seq);
+        assert_eq!(raw.prev_hash, prev.hash, "event {} chains", raw.seq);
+        assert!(raw.hash_is_valid(), "event {} hash", raw.seq);
+        prev = ChainHead { seq: raw.seq, hash: raw.hash };
+    }
+    assert_eq!(prev, head, "the log ends at the head");
+}
+
+#[test]
+fn redo_lost_batch() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    let kept = store.append(&source.batch(2)).expect("append");
+    let lost = source.batch(3);
+    let lost_head = journal_only(&store, &lost, kept.hash);
+    assert!(store.read_raw(3).expect("read").is_none(), "sled lacks the lost batch");
+
+    let store = reopen(store, dir.path()).expect("reopen");
+    assert_eq!(store.head(), lost_head, "head after redo");
+    assert_chained(&store, lost_head);
+    let sequences = store.stream_sequences(source.stream).expect("stream");
+    assert_eq!(sequences, vec![1, 2, 3, 4, 5], "the stream index has the redone events");
+    let (value, _) = seal(&lost[0], &kept.hash);
+    let journaled = RawEvent::from_stored(3, &value).expect("split the sealed value");
+    let stored = store.read_raw(3).expect("read").expect("event 3");
+    assert_eq!(stored.body, journaled.body, "the redone body is the journaled one");
+    assert_eq!(stored.hash, journaled.hash, "the redone hash is the journaled one");
+
+    // Writing continues after the redone events, and they stay after
+    // another open.
+    let next = store.append(&source.batch(1)).expect("append after redo");
+    assert_eq!(next.seq, 6, "next sequence");
+    let store = reopen(store, dir.path()).expect("reopen again");
+    assert_eq!(store.head(), next, "head after the second open");
+    assert_chained(&store, next);
+}
+
+#[test]
+fn torn_record_ignored() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    let kept = store.append(&source.batch(2)).expect("append");
+    journal_only(&store, &source.batch(2), kept.hash);
+
+    // Flip the record's last byte, as a write cut short by a crash leaves it.
+    let (file, end) = {
+        let state = store.state();
+        (state.journal.active_file(), state.journal.next_offset())
+    };
+    let mut byte = [0];
+    file.read_exact_at(&mut byte, end - 1).expect("read the last byte");
+    file.write_all_at(&[byte[0] ^ 0xff], end - 1).expect("write the last byte");
+
+    let store = reopen(store, dir.path()).expect("reopen");
+    assert_eq!(store.head(), kept, "head without the torn batch");
+    assert!(store.read_raw(3).expect("read").is_none(), "the torn batch is not redone");
+    let mut retry = Source { stream: source.stream, next_seq: 3, next_version: 3 };
+    let next = store.append(&retry.batch(1)).expect("append after the torn record");
+    assert_eq!(next.seq, 3, "writing goes on from the kept head");
+}
+
+#[test]
+fn earlier_generation_not_redone() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    let kept = store.append(&source.batch(2)).expect("append");
+    journal_only(&store, &source.batch(2), kept.hash);
+
+    // Two switches bring the journal back to the same file with a newer
+    // generation and no records yet, so the old record follows its header.
+    let generation = {
+        let mut state = store.state();
+        state.journal.start_generation().expect("switch to the other file");
+        state.journal.start_generation().expect("switch back");
+        state.journal.generation()
+    };
+    let store = reopen(store, dir.path()).expect("reopen");
+    assert_eq!(store.head(), kept, "head without the old record");
+    assert!(store.read_raw(3).expect("read").is_none(), "the old record is not redone");
+    assert_eq!(store.state().journal.generation(), generation + 1, "open starts a newer one");
+}
+
+#[test]
+fn unchained_record_damaged() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    store.append(&source.batch(2)).expect("append");
+    journal_only(&store, &source.batch(2), [7; 32]);
+
+    let message = damage_message(reopen(store, dir.path()));
+    assert!(message.contains("contains event 3"), "names the event: {message}");
+    assert!(message.contains("does not chain"), "says why: {message}");
+    assert!(message.contains("restore the data directory"), "says what to do: {message}");
+}
+
+#[test]
+fn gap_record_damaged() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    let kept = store.append(&source.batch(2)).expect("append");
+    source.next_seq = 5;
+    journal_only(&store, &source.batch(1), kept.hash);
+
+    let message = damage_message(reopen(store, dir.path()));
+    assert!(message.contains("contains event 5"), "names the event: {message}");
+    assert!(message.contains("events 3 to 4"), "names the missing events: {message}");
+}
+
+#[test]
+fn sync_makes_writes_durable() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    let first = store.write(&source.batch(2)).expect("write");
+    assert_eq!(first.seq, 2, "written head");
+    let second = store.write(&source.batch(1)).expect("write");
+    assert_eq!(store.head(), ChainHead::EMPTY, "no durable head before a sync");
+    assert_eq!(store.sync().expect("sync"), second, "sync covers both writes");
+    assert_eq!(store.head(), second, "durable head after the sync");
+    assert_eq!(store.sync().expect("sync again"), second, "a sync with nothing new");
+}
+
+#[test]
+fn switching_files_keeps_batches() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open_with_journal(dir.path(), SMALL_JOURNAL_BYTES).expect("open");
+    let first_generation = store.state().journal.generation();
+    let mut source = Source::new();
+    let mut head = ChainHead::EMPTY;
+    for _ in 0..20 {
+        head = store.append(&source.batch(3)).expect("append");
+    }
+    let generation = store.state().journal.generation();
+    assert!(generation >= first_generation + 3, "switched files: {generation}");
+    let lost_head = journal_only(&store, &source.batch(2), head.hash);
+
+    let store = reopen(store, dir.path()).expect("reopen");
+    assert_eq!(store.head(), lost_head, "head after redo");
+    assert_chained(&store, lost_head);
+    let length = std::fs::metadata(dir.path().join("journal-0")).expect("journal file").len();
+    assert_eq!(length, SMALL_JOURNAL_BYTES, "a journal file keeps its size");
+}
+
+#[test]
+fn oversized_batch_durable() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open_with_journal(dir.path(), SMALL_JOURNAL_BYTES).expect("open");
+    let generation = store.state().journal.generation();
+    let mut source = Source::new();
+    let batch = source.batch(40);
+    let head = store.write(&batch).expect("write a batch larger than a journal file");
+    assert_eq!(store.head(), head, "sled's flush made it durable at once");
+    assert_eq!(store.state().journal.generation(), generation, "no switch for it");
+    let next = store.append(&source.batch(1)).expect("append after it");
+
+    let store = reopen(store, dir.path()).expect("reopen");
+    assert_eq!(store.head(), next, "head after reopening");
+    assert_chained(&store, next);
+}
+
+#[test]
+fn missing_journal_file_damaged() {
+    for name in ["journal-0", "journal-1"] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SledStore::open(dir.path()).expect("open");
+        store.append(&Source::new().batch(1)).expect("append");
+        drop(store);
+        std::fs::remove_file(dir.path().join(name)).expect("remove a journal file");
+
+        let message = damage_message(SledStore::open(dir.path()));
+        assert!(message.contains(&format!("{name} is missing")), "names {name}: {message}");
+    }
+}
+
+#[test]
+fn interrupted_creation_completed() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    drop(Journal::open(dir.path(), SMALL_JOURNAL_BYTES).expect("create the journal files"));
+    std::fs::remove_file(dir.path().join("journal-0")).expect("remove the second file created");
+
+    let store = SledStore::open(dir.path()).expect("open after an interrupted creation");
+    assert!(dir.path().join("journal-0").exists(), "journal-0 is created");
+    let head = store.append(&Source::new().batch(1)).expect("append");
+    assert_eq!(head.seq, 1, "the log works");
+}
+
+#[test]
+fn log_without_journal_opens() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let head = store.append(&Source::new().batch(2)).expect("append");
+    drop(store);
+    for name in ["journal-0", "journal-1"] {
+        std::fs::remove_file(dir.path().join(name)).expect("remove a journal file");
+    }
+
+    let store = SledStore::open(dir.path()).expect("open a log whose journal files are gone");
+    assert_eq!(store.head(), head, "head from sled");
+    assert!(dir.path().join("journal-0").exists(), "journal-0 is created again");
+    assert!(dir.path().join("journal-1").exists(), "journal-1 is created again");
+}
