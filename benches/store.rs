@@ -64,7 +64,7 @@ impl PostingSource {
             refer_trans_id: Some(format!("bench-{seq:010}")),
             desc: None,
             legs: [
-                Leg { account: subaccount_ledger_name(*account), amount },
+                Leg { account: subaccount_ledger_name(*account).to_string(), amount },
                 Leg { account: "funding:paypal".to_string(), amount: -amount },
             ],
             balance_after: *balance,

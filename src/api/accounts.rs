@@ -160,7 +160,7 @@ pub async fn create(
     // an Idempotency-Key may repeat the request that took the name, so it
     // goes on to the writer, which checks the key before the name.
     let may_repeat = request.headers().contains_key("idempotency-key");
-    if !may_repeat && call.state.logins.contains_key(&fold_name(&login_id)) {
+    if !may_repeat && call.state.logins.contains_key(fold_name(&login_id).as_str()) {
         let message = format!("login_id {login_id:?} is already taken");
         return Err(crate::domain::error::DomainError::NameTaken(message).into());
     }

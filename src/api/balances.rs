@@ -194,7 +194,7 @@ impl TransactionFilter {
             && self
                 .refer_trans_id
                 .as_ref()
-                .is_none_or(|reference| transaction.refer_trans_id.as_ref() == Some(reference))
+                .is_none_or(|reference| transaction.refer_trans_id.as_deref() == Some(reference))
             && self.start.is_none_or(|start| transaction.created >= start)
             && self.end.is_none_or(|end| transaction.created < end)
     }
@@ -211,16 +211,17 @@ fn list_transactions(
     call.finish_params()?;
     let state = &call.state;
 
-    let order = match (account, scope) {
-        (Some(account), _) => state.account_transactions.get(&account).cloned().unwrap_or_default(),
-        (None, Scope::All) => state.transaction_order.clone(),
+    let order: Box<dyn Iterator<Item = &Sid>> = match (account, scope) {
+        (Some(account), _) => {
+            Box::new(state.account_transactions.get(&account).into_iter().flatten())
+        }
+        (None, Scope::All) => Box::new(state.transaction_order.iter()),
         (None, Scope::Developer(developer)) => {
-            state.developer_transactions.get(&developer).cloned().unwrap_or_default()
+            Box::new(state.developer_transactions.get(&developer).into_iter().flatten())
         }
     };
     let matching = order
-        .into_iter()
-        .filter_map(|sid| state.transactions.get(&sid))
+        .filter_map(|sid| state.transactions.get(sid))
         .filter(|transaction| filter.matches(transaction));
     let (items, has_next) = page.slice(matching);
     let items = items.into_iter().map(|transaction| transaction_json(transaction)).collect();

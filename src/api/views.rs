@@ -40,8 +40,8 @@ pub fn parse_time(field: &'static str, text: &str) -> Result<DateTime<Utc>, ApiE
     })
 }
 
-fn optional(value: &Option<String>) -> Value {
-    value.as_ref().map_or(Value::Null, |text| Value::String(text.clone()))
+fn optional<T: AsRef<str>>(value: &Option<T>) -> Value {
+    value.as_ref().map_or(Value::Null, |text| Value::String(text.as_ref().to_string()))
 }
 
 pub fn account_uri(account: &Account) -> String {

@@ -51,7 +51,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Decision, DomainError>
         Command::UpdateSubAccount { sid, changes } => update_sub_account(state, *sid, changes),
         Command::CreateSipAccount { sid, account, sip_id, domain, password } => {
             let account = open_account(state, *account)?;
-            let domain = domain.clone().unwrap_or_else(|| account.domain.clone());
+            let domain = domain.clone().unwrap_or_else(|| account.domain.to_string());
             let sip_id = match sip_id {
                 Some(sip_id) => {
                     check_name_free(state, &domain, sip_id, None)?;
@@ -141,7 +141,7 @@ fn create_sub_account(state: &State, new: &NewSubAccount) -> Result<Decision, Do
     if !state.developers.contains_key(&new.developer) {
         return Err(DomainError::NotFound("developer"));
     }
-    if state.logins.contains_key(&fold_name(&new.login_id)) {
+    if state.logins.contains_key(fold_name(&new.login_id).as_str()) {
         let message = format!("login_id {:?} is already taken", new.login_id);
         return Err(DomainError::NameTaken(message));
     }
@@ -218,9 +218,9 @@ fn post(state: &State, posting: &NewPosting) -> Result<Decision, DomainError> {
     // differs. It is checked before the closed rule, so that a client
     // retrying an acknowledged posting learns it landed.
     if let Some(reference) = &posting.refer_trans_id {
-        let key = (account.developer, posting.pay_method, reference.clone());
-        if let Some(original_sid) = state.references.get(&key) {
-            let original = &state.transactions[original_sid];
+        if let Some(original) =
+            state.find_reference(account.developer, posting.pay_method, reference)
+        {
             let mut differing = Vec::new();
             if original.account != posting.account {
                 differing.push(FieldError::new("account_sid", "differs from the original posting"));
@@ -279,7 +279,10 @@ fn post(state: &State, posting: &NewPosting) -> Result<Decision, DomainError> {
         refer_trans_id: posting.refer_trans_id.clone(),
         desc: posting.desc.clone(),
         legs: [
-            Leg { account: subaccount_ledger_name(posting.account), amount: posting.amount },
+            Leg {
+                account: subaccount_ledger_name(posting.account).to_string(),
+                amount: posting.amount,
+            },
             Leg {
                 account: contra_account(posting.kind, posting.pay_method),
                 amount: contra_amount,

@@ -5,33 +5,48 @@
 //! and publishes it after the batch is durable; readers hold an `Arc` of the
 //! last published copy and never wait. Live state, a cold start and a full
 //! replay apply the same `State::apply`, and `state_hash` proves they agree.
+//!
+//! Every key a posting touches is plain data or a shared pointer (see
+//! `keys`), so copying a map node on the write path allocates nothing per
+//! key, and freeing an old copy frees whole nodes.
 
+pub mod keys;
 pub mod model;
+pub mod posting_list;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use im::{OrdMap, Vector};
+use im::{OrdMap, OrdSet, Vector};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::domain::events::BalancePosted;
 use crate::domain::events::{AccountStatus, Event, EventMeta};
 use crate::domain::ids::Sid;
 use crate::domain::money::{checked_add, Currency};
 use crate::domain::text::fold_name;
 use crate::store::RecordedEvent;
 
+pub use keys::{LedgerAccount, ReferenceKey};
 pub use model::{
     Account, Developer, IdempotentRequest, PostingType, SipAccount, SipAlias, Transaction,
 };
+pub use posting_list::PostingList;
 
 /// The key of a SIP name: the lower-case domain and the folded name. SIP ids
 /// and aliases share one namespace per domain.
 pub type SipNameKey = (String, String);
 
-/// The key of a payment reference: developer, pay method and reference.
-pub type ReferenceKey = (Sid, u16, String);
+/// The key of an `Idempotency-Key`: the actor (`platform` or a developer
+/// sid) and the key.
+pub type IdempotencyKey = (String, String);
+
+/// Starts every snapshot encoding: a zero byte and the format version. An
+/// encoding of an older format starts with its sequence number, which is
+/// never zero in a snapshot, so `decode` rejects it instead of misreading it.
+const SNAPSHOT_PREFIX: [u8; 2] = [0, 2];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -44,7 +59,7 @@ pub struct State {
     /// Each developer's sub-accounts in creation order.
     pub developer_accounts: OrdMap<Sid, Vector<Sid>>,
     /// Folded `login_id` to sub-account.
-    pub logins: OrdMap<String, Sid>,
+    pub logins: OrdMap<Arc<str>, Sid>,
     pub sip_accounts: OrdMap<Sid, Arc<SipAccount>>,
     /// Each sub-account's SIP accounts in creation order.
     pub account_sip_accounts: OrdMap<Sid, Vector<Sid>>,
@@ -53,20 +68,21 @@ pub struct State {
     pub account_sip_history: OrdMap<Sid, Vector<Sid>>,
     pub sip_aliases: OrdMap<Sid, Arc<SipAlias>>,
     /// SIP ids and aliases by domain and folded name, to their owner.
-    pub sip_names: OrdMap<SipNameKey, Sid>,
+    pub sip_names: OrdMap<Arc<SipNameKey>, Sid>,
     pub transactions: OrdMap<Sid, Arc<Transaction>>,
     /// Each sub-account's transactions in posting order.
-    pub account_transactions: OrdMap<Sid, Vector<Sid>>,
+    pub account_transactions: OrdMap<Sid, PostingList>,
     /// Each developer's transactions in posting order.
     pub developer_transactions: OrdMap<Sid, Vector<Sid>>,
     /// Every transaction in posting order.
     pub transaction_order: Vector<Sid>,
-    pub references: OrdMap<ReferenceKey, Sid>,
-    /// `Idempotency-Key` by actor (`platform` or a developer sid) and key.
-    pub idempotency: OrdMap<(String, String), IdempotentRequest>,
+    /// Transactions by `refer_trans_id`, read through `find_reference`.
+    pub references: OrdSet<ReferenceKey>,
+    /// `Idempotency-Key` by actor and key.
+    pub idempotency: OrdMap<Arc<IdempotencyKey>, Arc<IdempotentRequest>>,
     /// Balance of every ledger account (sub-accounts and contra accounts) by
     /// currency. All of them together sum to zero per currency.
-    pub ledger_balances: OrdMap<(String, Currency), Decimal>,
+    pub ledger_balances: OrdMap<(LedgerAccount, Currency), Decimal>,
     pub stream_versions: OrdMap<Sid, u64>,
 }
 
@@ -83,9 +99,19 @@ fn missing(seq: u64, what: &str, sid: Sid) -> ApplyError {
     ApplyError { seq, reason: format!("{what} {sid} does not exist") }
 }
 
-/// The ledger account name of a sub-account's balance.
-pub fn subaccount_ledger_name(account: Sid) -> String {
-    format!("subaccount:{account}")
+/// Returns the ledger account of a sub-account's balance. Its `Display`
+/// form is the name postings' legs use.
+pub fn subaccount_ledger_name(account: Sid) -> LedgerAccount {
+    LedgerAccount::SubAccount(account)
+}
+
+/// A snapshot that this build cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("the snapshot is of another format than version {}", SNAPSHOT_PREFIX[1])]
+    Format,
+    #[error(transparent)]
+    Decode(#[from] postcard::Error),
 }
 
 impl State {
@@ -136,13 +162,13 @@ impl State {
                 let account = Account {
                     sid: e.sid,
                     developer: e.developer_sid,
-                    login_id: e.login_id.clone(),
+                    login_id: Arc::from(e.login_id.as_str()),
                     status: AccountStatus::Active,
-                    first_name: e.first_name.clone(),
-                    last_name: e.last_name.clone(),
-                    email: e.email.clone(),
-                    mobile_phone: e.mobile_phone.clone(),
-                    domain: e.domain.clone(),
+                    first_name: e.first_name.as_deref().map(Arc::from),
+                    last_name: e.last_name.as_deref().map(Arc::from),
+                    email: e.email.as_deref().map(Arc::from),
+                    mobile_phone: e.mobile_phone.as_deref().map(Arc::from),
+                    domain: Arc::from(e.domain.as_str()),
                     currency: e.currency,
                     balance: Decimal::ZERO,
                     balance_updated: at,
@@ -152,7 +178,7 @@ impl State {
                 self.accounts.insert(e.sid, Arc::new(account));
                 self.account_order.push_back(e.sid);
                 self.developer_accounts.entry(e.developer_sid).or_default().push_back(e.sid);
-                if self.logins.insert(fold_name(&e.login_id), e.sid).is_some() {
+                if self.logins.insert(Arc::from(fold_name(&e.login_id)), e.sid).is_some() {
                     return Err(ApplyError {
                         seq,
                         reason: format!("login_id {} is taken", e.login_id),
@@ -162,19 +188,19 @@ impl State {
             Event::SubAccountUpdated(e) => {
                 let mut account = self.account_for_change(seq, e.sid)?;
                 if let Some(value) = &e.first_name {
-                    account.first_name = Some(value.clone());
+                    account.first_name = Some(Arc::from(value.as_str()));
                 }
                 if let Some(value) = &e.last_name {
-                    account.last_name = Some(value.clone());
+                    account.last_name = Some(Arc::from(value.as_str()));
                 }
                 if let Some(value) = &e.email {
-                    account.email = Some(value.clone());
+                    account.email = Some(Arc::from(value.as_str()));
                 }
                 if let Some(value) = &e.mobile_phone {
-                    account.mobile_phone = Some(value.clone());
+                    account.mobile_phone = Some(Arc::from(value.as_str()));
                 }
                 if let Some(value) = &e.domain {
-                    account.domain = value.clone();
+                    account.domain = Arc::from(value.as_str());
                 }
                 account.updated = at;
                 self.accounts.insert(e.sid, Arc::new(account));
@@ -322,7 +348,7 @@ impl State {
         seq: u64,
         at: DateTime<Utc>,
         kind: PostingType,
-        e: &crate::domain::events::BalancePosted,
+        e: &BalancePosted,
     ) -> Result<(), ApplyError> {
         let mut account = self.account_for_change(seq, e.account_sid)?;
         let fail = |reason: String| ApplyError { seq, reason };
@@ -330,12 +356,15 @@ impl State {
             return Err(fail("posting does not match its sub-account".into()));
         }
 
-        // The double-entry checks: two legs summing to zero, the first on
-        // the sub-account with the posted amount.
+        // The double-entry checks: two legs on ledger accounts summing to
+        // zero, the first on the sub-account with the posted amount.
         let [own, contra] = &e.legs;
-        if own.account != subaccount_ledger_name(e.account_sid) || own.amount != e.amount {
+        let own_account = subaccount_ledger_name(e.account_sid);
+        if own.account != own_account || own.amount != e.amount {
             return Err(fail("the first leg is not the sub-account's".into()));
         }
+        let contra_account = LedgerAccount::parse(&contra.account)
+            .ok_or_else(|| fail(format!("{:?} is no ledger account", contra.account)))?;
         if checked_add(own.amount, contra.amount) != Some(Decimal::ZERO) {
             return Err(fail("the legs do not sum to zero".into()));
         }
@@ -349,9 +378,10 @@ impl State {
         if expected_balance.is_sign_negative() && !expected_balance.is_zero() {
             return Err(fail("the prepaid balance goes below zero".into()));
         }
-        for leg in &e.legs {
-            let entry = self.ledger_balances.entry((leg.account.clone(), e.currency)).or_default();
-            *entry = checked_add(*entry, leg.amount)
+        for (ledger_account, amount) in [(own_account, own.amount), (contra_account, contra.amount)]
+        {
+            let entry = self.ledger_balances.entry((ledger_account, e.currency)).or_default();
+            *entry = checked_add(*entry, amount)
                 .ok_or_else(|| fail("ledger balance overflows".into()))?;
         }
 
@@ -360,20 +390,20 @@ impl State {
         self.accounts.insert(account.sid, Arc::new(account));
 
         if let Some(reference) = &e.refer_trans_id {
-            let key = (e.developer_sid, e.pay_method, reference.clone());
-            if self.references.insert(key, e.sid).is_some() {
+            if self.find_reference(e.developer_sid, e.pay_method, reference).is_some() {
                 return Err(fail(format!("refer_trans_id {reference:?} is taken")));
             }
+            let digest = keys::reference_digest(e.developer_sid, e.pay_method, reference);
+            self.references.insert((digest, e.sid));
         }
         let transaction = Transaction {
             sid: e.sid,
             account: e.account_sid,
-            developer: e.developer_sid,
             kind,
             amount: e.amount,
             currency: e.currency,
             pay_method: e.pay_method,
-            refer_trans_id: e.refer_trans_id.clone(),
+            refer_trans_id: e.refer_trans_id.as_deref().map(Box::from),
             desc: e.desc.clone(),
             balance_after: e.balance_after,
             created: at,
@@ -388,6 +418,28 @@ impl State {
         Ok(())
     }
 
+    /// Finds the transaction that used `reference` with this developer and
+    /// pay method. Each candidate with the reference's digest is compared in
+    /// full, so a shared digest never matches another reference.
+    pub fn find_reference(
+        &self,
+        developer: Sid,
+        pay_method: u16,
+        reference: &str,
+    ) -> Option<&Arc<Transaction>> {
+        let digest = keys::reference_digest(developer, pay_method, reference);
+        self.references
+            .range(keys::reference_range_start(digest)..)
+            .take_while(|(candidate, _)| *candidate == digest)
+            .filter_map(|(_, sid)| self.transactions.get(sid))
+            .find(|transaction| {
+                transaction.pay_method == pay_method
+                    && transaction.refer_trans_id.as_deref() == Some(reference)
+                    && self.accounts.get(&transaction.account).map(|account| account.developer)
+                        == Some(developer)
+            })
+    }
+
     /// Records the `Idempotency-Key` an event's request carried.
     fn apply_idempotency(&mut self, meta: &EventMeta) {
         if let Some(record) = &meta.idempotency {
@@ -396,7 +448,7 @@ impl State {
                 fingerprint: record.fingerprint.clone(),
                 resource: record.resource,
             };
-            self.idempotency.insert(key, request);
+            self.idempotency.insert(Arc::new(key), Arc::new(request));
         }
     }
 
@@ -427,7 +479,7 @@ impl State {
         owner: Sid,
     ) -> Result<(), ApplyError> {
         let key = sip_name_key(domain, name);
-        if let Some(holder) = self.sip_names.insert(key, owner) {
+        if let Some(holder) = self.sip_names.insert(Arc::new(key), owner) {
             let reason = format!("SIP name {name:?} in {domain} is taken by {holder}");
             return Err(ApplyError { seq, reason });
         }
@@ -445,17 +497,42 @@ impl State {
         hex::encode(Sha256::digest(self.encode()))
     }
 
-    /// The snapshot encoding (postcard).
+    /// The snapshot encoding: `SNAPSHOT_PREFIX`, then the state in postcard.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("projection state serializes")
+        let encoded = postcard::to_extend(self, SNAPSHOT_PREFIX.to_vec());
+        // Serializing into a `Vec` fails only for a sequence of unknown
+        // length, and every collection here reports its length.
+        encoded.expect("projection state serializes")
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<State, postcard::Error> {
-        postcard::from_bytes(bytes)
+    /// Reads a snapshot of this build's format.
+    pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
+        let body = bytes.strip_prefix(&SNAPSHOT_PREFIX[..]).ok_or(SnapshotError::Format)?;
+        Ok(postcard::from_bytes(body)?)
     }
 }
 
 /// The namespace key of a SIP id or alias in a domain.
 pub fn sip_name_key(domain: &str, name: &str) -> SipNameKey {
     (domain.to_ascii_lowercase(), fold_name(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_rejects_older_format() {
+        // An older snapshot starts with its sequence number as a varint.
+        let older = postcard::to_stdvec(&(5u64, 0u8)).expect("encodes");
+        let result = State::decode(&older);
+        assert!(matches!(result, Err(SnapshotError::Format)), "older format: {result:?}");
+    }
+
+    #[test]
+    fn empty_state_round_trips() {
+        let state = State::default();
+        let decoded = State::decode(&state.encode()).expect("decodes");
+        assert_eq!(decoded, state, "decoded state");
+    }
 }

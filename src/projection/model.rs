@@ -2,6 +2,11 @@
 //! exactly what the API shows and the rules need. Secrets (password hashes,
 //! SIP digests) stay in the log and are not kept here. Times serialize as
 //! microseconds since the epoch, which keeps snapshots compact and fast.
+//!
+//! Text that changes rarely is held as `Arc<str>`, so that copying a model
+//! to change its balance or status copies pointers, not strings.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -24,13 +29,13 @@ pub struct Developer {
 pub struct Account {
     pub sid: Sid,
     pub developer: Sid,
-    pub login_id: String,
+    pub login_id: Arc<str>,
     pub status: AccountStatus,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub email: Option<String>,
-    pub mobile_phone: Option<String>,
-    pub domain: String,
+    pub first_name: Option<Arc<str>>,
+    pub last_name: Option<Arc<str>>,
+    pub email: Option<Arc<str>>,
+    pub mobile_phone: Option<Arc<str>>,
+    pub domain: Arc<str>,
     pub currency: Currency,
     pub balance: Decimal,
     /// When the balance last changed (the creation time before any posting).
@@ -94,16 +99,16 @@ impl PostingType {
     }
 }
 
+/// A posting. Its developer is the sub-account's, which never changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
     pub sid: Sid,
     pub account: Sid,
-    pub developer: Sid,
     pub kind: PostingType,
     pub amount: Decimal,
     pub currency: Currency,
     pub pay_method: u16,
-    pub refer_trans_id: Option<String>,
+    pub refer_trans_id: Option<Box<str>>,
     pub desc: Option<String>,
     pub balance_after: Decimal,
     #[serde(with = "chrono::serde::ts_microseconds")]

@@ -1,0 +1,158 @@
+//! Heap cost of the projections per posting. Folds a developer, sub-accounts
+//! and TOPUP postings (round-robin, each with a unique `refer_trans_id`, as
+//! the load generator sends them) straight into a `State`, and counts the
+//! bytes allocated before and after the postings.
+//!
+//! ```text
+//! cargo run --release --example projection_memory -- [ACCOUNTS] [POSTINGS]
+//! ```
+//!
+//! Defaults: 100,000 sub-accounts and 1,000,000 postings.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use chrono::{TimeZone, Utc};
+use rust_decimal::Decimal;
+use subledger::domain::events::{
+    Actor, BalancePosted, DeveloperCreated, Event, EventMeta, Leg, SubAccountCreated,
+};
+use subledger::domain::ids::{Sid, SidKind};
+use subledger::domain::money::Currency;
+use subledger::domain::posting::contra_account;
+use subledger::projection::{subaccount_ledger_name, PostingType, State};
+
+/// Counts the bytes currently allocated through the system allocator.
+struct Counting;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call forwards to `System` with the caller's layout and only
+// adds bookkeeping of the sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const ACCOUNTS_DEFAULT: usize = 100_000;
+const POSTINGS_DEFAULT: usize = 1_000_000;
+/// `pay_method` of every posting: 4, PayPal.
+const PAY_METHOD: u16 = 4;
+
+fn live_bytes() -> usize {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+fn meta(actor: Actor, seq: u64) -> EventMeta {
+    let recorded_at =
+        Utc.timestamp_opt(1_700_000_000, 0).unwrap() + chrono::Duration::seconds(seq as i64);
+    EventMeta { recorded_at, actor, request_id: format!("{seq:032x}"), idempotency: None }
+}
+
+/// Folds one event, checking it applies.
+fn fold(state: &mut State, actor: Actor, event: Event) {
+    let seq = state.last_seq + 1;
+    state.apply(seq, &meta(actor, seq), &event).expect("a built event applies");
+}
+
+fn sub_account(sid: Sid, developer: Sid, index: usize) -> Event {
+    Event::SubAccountCreated(SubAccountCreated {
+        sid,
+        developer_sid: developer,
+        login_id: format!("load{index:07}"),
+        password_argon2: String::new(),
+        first_name: None,
+        last_name: None,
+        email: None,
+        mobile_phone: None,
+        domain: "sip.example.com".to_string(),
+        currency: Currency::DEFAULT,
+    })
+}
+
+fn topup(account: Sid, developer: Sid, index: usize, balance_after: Decimal) -> Event {
+    let amount = Decimal::new(100, 2);
+    Event::BalanceToppedUp(BalancePosted {
+        sid: Sid::generate(SidKind::Transaction),
+        account_sid: account,
+        developer_sid: developer,
+        amount,
+        currency: Currency::DEFAULT,
+        pay_method: PAY_METHOD,
+        refer_trans_id: Some(format!("build-{index:010}")),
+        desc: None,
+        legs: [
+            Leg { account: subaccount_ledger_name(account).to_string(), amount },
+            Leg { account: contra_account(PostingType::TopUp, PAY_METHOD), amount: -amount },
+        ],
+        balance_after,
+    })
+}
+
+fn argument(position: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(position)
+        .map(|text| text.parse().expect("arguments are whole numbers"))
+        .unwrap_or(default)
+}
+
+fn main() {
+    let accounts_count = argument(1, ACCOUNTS_DEFAULT);
+    let postings = argument(2, POSTINGS_DEFAULT);
+    let mut state = State::default();
+
+    // The developer and its sub-accounts.
+    let developer = Sid::generate(SidKind::Developer);
+    let created = DeveloperCreated {
+        sid: developer,
+        name: "Memory".to_string(),
+        api_key_sha256: "00".repeat(32),
+    };
+    fold(&mut state, Actor::Platform, Event::DeveloperCreated(created));
+    let accounts: Vec<Sid> = (0..accounts_count).map(|_| Sid::generate(SidKind::Account)).collect();
+    let actor = Actor::Developer(developer);
+    for (index, sid) in accounts.iter().enumerate() {
+        fold(&mut state, actor, sub_account(*sid, developer, index));
+    }
+    let before = live_bytes();
+
+    // Postings, round-robin. Each event is dropped once folded in, as the
+    // writer drops its batch.
+    let mut balances = vec![Decimal::ZERO; accounts.len()];
+    let started = Instant::now();
+    for index in 0..postings {
+        let slot = index % accounts.len();
+        balances[slot] += Decimal::new(100, 2);
+        let event = topup(accounts[slot], developer, index, balances[slot]);
+        fold(&mut state, actor, event);
+    }
+    let fold_seconds = started.elapsed().as_secs_f64();
+    let after = live_bytes();
+
+    let snapshot_bytes = state.encode().len();
+    let per_posting = (after - before) as f64 / postings.max(1) as f64;
+    println!("sub-accounts        {accounts_count}");
+    println!("postings            {postings}");
+    println!("heap before         {:.1} MiB", before as f64 / 1_048_576.0);
+    println!("heap after          {:.1} MiB", after as f64 / 1_048_576.0);
+    println!("heap per posting    {per_posting:.0} bytes");
+    println!("fold per posting    {:.2} us", fold_seconds * 1e6 / postings.max(1) as f64);
+    println!("snapshot            {:.1} MiB", snapshot_bytes as f64 / 1_048_576.0);
+}
