@@ -146,7 +146,12 @@ fn main() {
     let fold_seconds = started.elapsed().as_secs_f64();
     let after = live_bytes();
 
-    let snapshot_bytes = state.encode().len();
+    // A start from a snapshot: decode it into a second state.
+    let snapshot = state.encode();
+    let started = Instant::now();
+    let decoded = State::decode(&snapshot).expect("the snapshot decodes");
+    let decode_seconds = started.elapsed().as_secs_f64();
+    assert_eq!(decoded.last_seq, state.last_seq, "the snapshot's sequence");
     let per_posting = (after - before) as f64 / postings.max(1) as f64;
     println!("sub-accounts        {accounts_count}");
     println!("postings            {postings}");
@@ -154,5 +159,6 @@ fn main() {
     println!("heap after          {:.1} MiB", after as f64 / 1_048_576.0);
     println!("heap per posting    {per_posting:.0} bytes");
     println!("fold per posting    {:.2} us", fold_seconds * 1e6 / postings.max(1) as f64);
-    println!("snapshot            {:.1} MiB", snapshot_bytes as f64 / 1_048_576.0);
+    println!("snapshot            {:.1} MiB", snapshot.len() as f64 / 1_048_576.0);
+    println!("snapshot decode     {decode_seconds:.2} s");
 }

@@ -1,6 +1,8 @@
 //! `/v1/accounts/{sid}/balances` and `/v1/transactions`: the prepaid
 //! balance, postings and their history.
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpRequest};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -211,18 +213,21 @@ fn list_transactions(
     call.finish_params()?;
     let state = &call.state;
 
-    let order: Box<dyn Iterator<Item = &Sid>> = match (account, scope) {
-        (Some(account), _) => {
-            Box::new(state.account_transactions.get(&account).into_iter().flatten())
-        }
+    let order: Box<dyn Iterator<Item = &Arc<Transaction>>> = match (account, scope) {
+        (Some(account), _) => Box::new(
+            state
+                .account_transactions
+                .get(&account)
+                .into_iter()
+                .flatten()
+                .filter_map(|sid| state.transactions.get(sid)),
+        ),
         (None, Scope::All) => Box::new(state.transaction_order.iter()),
         (None, Scope::Developer(developer)) => {
             Box::new(state.developer_transactions.get(&developer).into_iter().flatten())
         }
     };
-    let matching = order
-        .filter_map(|sid| state.transactions.get(sid))
-        .filter(|transaction| filter.matches(transaction));
+    let matching = order.filter(|transaction| filter.matches(transaction));
     let (items, has_next) = page.slice(matching);
     let items = items.into_iter().map(|transaction| transaction_json(transaction)).collect();
     let mut filters = scope_filter(call.caller, scope);

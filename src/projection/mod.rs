@@ -13,6 +13,7 @@
 pub mod keys;
 pub mod model;
 pub mod posting_list;
+mod snapshot;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use model::{
     Account, Developer, IdempotentRequest, PostingType, SipAccount, SipAlias, Transaction,
 };
 pub use posting_list::PostingList;
+pub use snapshot::SnapshotError;
 
 /// The key of a SIP name: the lower-case domain and the folded name. SIP ids
 /// and aliases share one namespace per domain.
@@ -42,11 +44,6 @@ pub type SipNameKey = (String, String);
 /// The key of an `Idempotency-Key`: the actor (`platform` or a developer
 /// sid) and the key.
 pub type IdempotencyKey = (String, String);
-
-/// Starts every snapshot encoding: a zero byte and the format version. An
-/// encoding of an older format starts with its sequence number, which is
-/// never zero in a snapshot, so `decode` rejects it instead of misreading it.
-const SNAPSHOT_PREFIX: [u8; 2] = [0, 2];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -69,14 +66,19 @@ pub struct State {
     pub sip_aliases: OrdMap<Sid, Arc<SipAlias>>,
     /// SIP ids and aliases by domain and folded name, to their owner.
     pub sip_names: OrdMap<Arc<SipNameKey>, Sid>,
+    /// Every transaction in posting order. A snapshot stores the
+    /// transactions only here and rebuilds the indexes below from it.
+    pub transaction_order: Vector<Arc<Transaction>>,
+    #[serde(skip)]
     pub transactions: OrdMap<Sid, Arc<Transaction>>,
     /// Each sub-account's transactions in posting order.
+    #[serde(skip)]
     pub account_transactions: OrdMap<Sid, PostingList>,
     /// Each developer's transactions in posting order.
-    pub developer_transactions: OrdMap<Sid, Vector<Sid>>,
-    /// Every transaction in posting order.
-    pub transaction_order: Vector<Sid>,
+    #[serde(skip)]
+    pub developer_transactions: OrdMap<Sid, Vector<Arc<Transaction>>>,
     /// Transactions by `refer_trans_id`, read through `find_reference`.
+    #[serde(skip)]
     pub references: OrdSet<ReferenceKey>,
     /// `Idempotency-Key` by actor and key.
     pub idempotency: OrdMap<Arc<IdempotencyKey>, Arc<IdempotentRequest>>,
@@ -103,15 +105,6 @@ fn missing(seq: u64, what: &str, sid: Sid) -> ApplyError {
 /// form is the name postings' legs use.
 pub fn subaccount_ledger_name(account: Sid) -> LedgerAccount {
     LedgerAccount::SubAccount(account)
-}
-
-/// A snapshot that this build cannot read.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    #[error("the snapshot is of another format than version {}", SNAPSHOT_PREFIX[1])]
-    Format,
-    #[error(transparent)]
-    Decode(#[from] postcard::Error),
 }
 
 impl State {
@@ -389,13 +382,6 @@ impl State {
         account.balance_updated = at;
         self.accounts.insert(account.sid, Arc::new(account));
 
-        if let Some(reference) = &e.refer_trans_id {
-            if self.find_reference(e.developer_sid, e.pay_method, reference).is_some() {
-                return Err(fail(format!("refer_trans_id {reference:?} is taken")));
-            }
-            let digest = keys::reference_digest(e.developer_sid, e.pay_method, reference);
-            self.references.insert((digest, e.sid));
-        }
         let transaction = Transaction {
             sid: e.sid,
             account: e.account_sid,
@@ -409,12 +395,33 @@ impl State {
             created: at,
             seq,
         };
-        if self.transactions.insert(e.sid, Arc::new(transaction)).is_some() {
-            return Err(fail(format!("transaction {} exists", e.sid)));
+        self.index_posting(Arc::new(transaction), e.developer_sid).map_err(fail)?;
+        self.transaction_order.push_back(Arc::clone(&self.transactions[&e.sid]));
+        Ok(())
+    }
+
+    /// Adds a posting to the indexes that `transaction_order` implies: by
+    /// sid, by sub-account, by developer and by reference.
+    fn index_posting(
+        &mut self,
+        transaction: Arc<Transaction>,
+        developer: Sid,
+    ) -> Result<(), String> {
+        let sid = transaction.sid;
+        if self.transactions.contains_key(&sid) {
+            return Err(format!("transaction {sid} exists"));
         }
-        self.account_transactions.entry(e.account_sid).or_default().push_back(e.sid);
-        self.developer_transactions.entry(e.developer_sid).or_default().push_back(e.sid);
-        self.transaction_order.push_back(e.sid);
+        if let Some(reference) = &transaction.refer_trans_id {
+            if self.find_reference(developer, transaction.pay_method, reference).is_some() {
+                return Err(format!("refer_trans_id {reference:?} is taken"));
+            }
+            let digest = keys::reference_digest(developer, transaction.pay_method, reference);
+            self.references.insert((digest, sid));
+        }
+        self.account_transactions.entry(transaction.account).or_default().push_back(sid);
+        let by_developer = self.developer_transactions.entry(developer).or_default();
+        by_developer.push_back(Arc::clone(&transaction));
+        self.transactions.insert(sid, transaction);
         Ok(())
     }
 
@@ -490,49 +497,16 @@ impl State {
         self.sip_names.remove(&sip_name_key(domain, name));
     }
 
-    /// SHA-256 over the canonical encoding of every view, lower-case hex.
-    /// Equal states give equal hashes whatever order they were built in,
-    /// because every map iterates in key order.
+    /// SHA-256 over the snapshot encoding, lower-case hex. It covers every
+    /// stored view, and the indexes are derived from them. Equal states give
+    /// equal hashes whatever order they were built in, because every map
+    /// iterates in key order.
     pub fn state_hash(&self) -> String {
         hex::encode(Sha256::digest(self.encode()))
-    }
-
-    /// The snapshot encoding: `SNAPSHOT_PREFIX`, then the state in postcard.
-    pub fn encode(&self) -> Vec<u8> {
-        let encoded = postcard::to_extend(self, SNAPSHOT_PREFIX.to_vec());
-        // Serializing into a `Vec` fails only for a sequence of unknown
-        // length, and every collection here reports its length.
-        encoded.expect("projection state serializes")
-    }
-
-    /// Reads a snapshot of this build's format.
-    pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
-        let body = bytes.strip_prefix(&SNAPSHOT_PREFIX[..]).ok_or(SnapshotError::Format)?;
-        Ok(postcard::from_bytes(body)?)
     }
 }
 
 /// The namespace key of a SIP id or alias in a domain.
 pub fn sip_name_key(domain: &str, name: &str) -> SipNameKey {
     (domain.to_ascii_lowercase(), fold_name(name))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decode_rejects_older_format() {
-        // An older snapshot starts with its sequence number as a varint.
-        let older = postcard::to_stdvec(&(5u64, 0u8)).expect("encodes");
-        let result = State::decode(&older);
-        assert!(matches!(result, Err(SnapshotError::Format)), "older format: {result:?}");
-    }
-
-    #[test]
-    fn empty_state_round_trips() {
-        let state = State::default();
-        let decoded = State::decode(&state.encode()).expect("decodes");
-        assert_eq!(decoded, state, "decoded state");
-    }
 }
