@@ -292,7 +292,7 @@ fn encode_record<'a>(
     for (seq, stream, version, value) in events {
         record.extend_from_slice(&seq.to_be_bytes());
         record.extend_from_slice(&version.to_be_bytes());
-        record.extend_from_slice(stream.to_string().as_bytes());
+        write!(record, "{stream}").expect("writing to a Vec cannot fail");
         let value_length = u32::try_from(value.len()).expect("an event value is below 4 GiB");
         record.extend_from_slice(&value_length.to_be_bytes());
         record.extend_from_slice(value);
