@@ -245,19 +245,47 @@ macro_rules! event_kinds {
 
             /// Decodes event data of type `kind`, upcasting older schemas.
             pub fn decode(kind: &str, schema: u16, data: &str) -> Result<Event, DecodeError> {
+                let seed = EventData::new(kind, schema)?;
+                let mut deserializer = serde_json::Deserializer::from_str(data);
+                serde::de::DeserializeSeed::deserialize(seed, &mut deserializer)
+                    .and_then(|event| deserializer.end().map(|()| event))
+                    .map_err(|source| DecodeError::Data { kind: kind.to_string(), source })
+            }
+        }
+
+        impl<'k> EventData<'k> {
+            /// Returns the reader of data of type `kind` at `schema`, or an error
+            /// when either is unknown.
+            pub fn new(kind: &'k str, schema: u16) -> Result<EventData<'k>, DecodeError> {
+                if !matches!(kind, $(stringify!($variant))|*) {
+                    return Err(DecodeError::UnknownType(kind.to_string()));
+                }
                 if schema != CURRENT_SCHEMA {
                     return Err(DecodeError::UnknownSchema { kind: kind.to_string(), schema });
                 }
-                let wrap = |source| DecodeError::Data { kind: kind.to_string(), source };
-                match kind {
-                    $(stringify!($variant) => serde_json::from_str(data)
-                        .map(Event::$variant)
-                        .map_err(wrap),)*
-                    _ => Err(DecodeError::UnknownType(kind.to_string())),
+                Ok(EventData { kind })
+            }
+        }
+
+        impl<'de> serde::de::DeserializeSeed<'de> for EventData<'_> {
+            type Value = Event;
+
+            fn deserialize<D: serde::Deserializer<'de>>(self, data: D) -> Result<Event, D::Error> {
+                match self.kind {
+                    $(stringify!($variant) => Deserialize::deserialize(data).map(Event::$variant),)*
+                    // `EventData::new` admits only the kinds above.
+                    other => Err(serde::de::Error::custom(DecodeError::UnknownType(other.into()))),
                 }
             }
         }
     };
+}
+
+/// A reader of the data of one event type from any deserializer, so that a
+/// stored body is parsed in one pass, data included.
+#[derive(Debug, Clone, Copy)]
+pub struct EventData<'k> {
+    kind: &'k str,
 }
 
 event_kinds!(

@@ -5,12 +5,19 @@
 //! `SHA-256(prev_hash ‖ body)` over the body bytes exactly as stored, so that
 //! verification never depends on re-serializing anything.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::domain::events::{Actor, Event, EventMeta, IdempotencyRecord, CURRENT_SCHEMA};
+use crate::domain::events::{
+    Actor, DecodeError, Event, EventData, EventMeta, IdempotencyRecord, CURRENT_SCHEMA,
+};
 use crate::domain::ids::Sid;
 use crate::store::StoreError;
 
@@ -70,22 +77,199 @@ struct BodyOut<'a> {
     data: &'a RawValue,
 }
 
-#[derive(Deserialize)]
+/// A stored body as read, borrowing its strings from the stored bytes where
+/// JSON allows.
 struct BodyIn<'a> {
     seq: u64,
     stream: Sid,
     version: u64,
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
+    kind: Cow<'a, str>,
     schema: u16,
     recorded_at: DateTime<Utc>,
-    #[serde(borrow)]
-    actor: std::borrow::Cow<'a, str>,
+    actor: Cow<'a, str>,
     request_id: String,
-    #[serde(default)]
     idempotency: Option<IdempotencyRecord>,
-    #[serde(borrow)]
-    data: &'a RawValue,
+    data: DataIn<'a>,
+}
+
+/// The `data` member of a body: decoded in the same pass when `type` and
+/// `schema` come before it, as they do in every body `encode_body` writes,
+/// and otherwise kept as raw JSON to decode once they are known.
+// A `DataIn` lives on the stack for one decode, and boxing the event would
+// cost an allocation per event read.
+#[allow(clippy::large_enum_variant)]
+enum DataIn<'a> {
+    Decoded(Result<Event, DecodeError>),
+    Raw(&'a RawValue),
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    Seq,
+    Stream,
+    Version,
+    #[serde(rename = "type")]
+    Kind,
+    Schema,
+    RecordedAt,
+    Actor,
+    RequestId,
+    Idempotency,
+    Data,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Reads a body in one pass. When the data of a known type fails to
+/// decode, `failed_kind` is set to that type, so that the error names the
+/// event type whose data is invalid.
+struct BodyVisitor<'f> {
+    failed_kind: &'f Cell<Option<String>>,
+}
+
+/// Stores `value` in `slot`, failing on a member that appears twice.
+fn set_once<T, E: de::Error>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), E> {
+    if slot.replace(value).is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    Ok(())
+}
+
+impl<'de> Visitor<'de> for BodyVisitor<'_> {
+    type Value = BodyIn<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an event body object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BodyIn<'de>, A::Error> {
+        let mut seq = None;
+        let mut stream = None;
+        let mut version = None;
+        let mut kind: Option<Cow<'de, str>> = None;
+        let mut schema = None;
+        let mut recorded_at = None;
+        let mut actor = None;
+        let mut request_id = None;
+        let mut idempotency = None;
+        let mut data = None;
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Seq => set_once(&mut seq, "seq", map.next_value()?)?,
+                Field::Stream => set_once(&mut stream, "stream", map.next_value()?)?,
+                Field::Version => set_once(&mut version, "version", map.next_value()?)?,
+                Field::Kind => {
+                    let value = map.next_value::<CowStr<'de>>()?.0;
+                    set_once(&mut kind, "type", value)?;
+                }
+                Field::Schema => set_once(&mut schema, "schema", map.next_value()?)?,
+                Field::RecordedAt => {
+                    let value = map.next_value::<CowStr<'de>>()?.0;
+                    let parsed = parse_recorded_at(&value).ok_or_else(|| {
+                        de::Error::invalid_value(de::Unexpected::Str(&value), &"an RFC 3339 time")
+                    })?;
+                    set_once(&mut recorded_at, "recorded_at", parsed)?;
+                }
+                Field::Actor => set_once(&mut actor, "actor", map.next_value::<CowStr<'de>>()?.0)?,
+                Field::RequestId => set_once(&mut request_id, "request_id", map.next_value()?)?,
+                Field::Idempotency => {
+                    set_once(&mut idempotency, "idempotency", map.next_value()?)?;
+                }
+                Field::Data => {
+                    let value = match (&kind, schema) {
+                        (Some(kind), Some(schema)) => match EventData::new(kind, schema) {
+                            Ok(seed) => {
+                                self.failed_kind.set(Some(kind.to_string()));
+                                let event = map.next_value_seed(seed)?;
+                                self.failed_kind.set(None);
+                                DataIn::Decoded(Ok(event))
+                            }
+                            Err(error) => {
+                                map.next_value::<de::IgnoredAny>()?;
+                                DataIn::Decoded(Err(error))
+                            }
+                        },
+                        _ => DataIn::Raw(map.next_value()?),
+                    };
+                    set_once(&mut data, "data", value)?;
+                }
+                Field::Unknown => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(BodyIn {
+            seq: seq.ok_or_else(|| de::Error::missing_field("seq"))?,
+            stream: stream.ok_or_else(|| de::Error::missing_field("stream"))?,
+            version: version.ok_or_else(|| de::Error::missing_field("version"))?,
+            kind: kind.ok_or_else(|| de::Error::missing_field("type"))?,
+            schema: schema.ok_or_else(|| de::Error::missing_field("schema"))?,
+            recorded_at: recorded_at.ok_or_else(|| de::Error::missing_field("recorded_at"))?,
+            actor: actor.ok_or_else(|| de::Error::missing_field("actor"))?,
+            request_id: request_id.ok_or_else(|| de::Error::missing_field("request_id"))?,
+            idempotency: idempotency.flatten(),
+            data: data.ok_or_else(|| de::Error::missing_field("data"))?,
+        })
+    }
+}
+
+/// A string borrowed from the input when it has no escapes.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<CowStr<'de>, D::Error> {
+        struct CowStrVisitor;
+        impl<'de> Visitor<'de> for CowStrVisitor {
+            type Value = CowStr<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Borrowed(value)))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Owned(value.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, value: String) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Owned(value)))
+            }
+        }
+        deserializer.deserialize_str(CowStrVisitor)
+    }
+}
+
+/// Parses `recorded_at`. `encode_body` writes UTC with microseconds
+/// (`2024-05-01T12:34:56.123456Z`), and that form is read here directly.
+/// Any other RFC 3339 form goes through chrono's parser, as a derived
+/// `DateTime` field would.
+fn parse_recorded_at(text: &str) -> Option<DateTime<Utc>> {
+    parse_utc_micros(text).or_else(|| {
+        let parsed: DateTime<chrono::FixedOffset> = text.parse().ok()?;
+        Some(parsed.with_timezone(&Utc))
+    })
+}
+
+/// Reads exactly `YYYY-MM-DDTHH:MM:SS.ffffffZ`, or returns `None`.
+fn parse_utc_micros(text: &str) -> Option<DateTime<Utc>> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 27 {
+        return None;
+    }
+    let punctuation = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.')];
+    if punctuation.iter().any(|&(at, byte)| bytes[at] != byte) || bytes[26] != b'Z' {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<u32> {
+        bytes[from..to].iter().try_fold(0u32, |value, &byte| {
+            byte.is_ascii_digit().then(|| value * 10 + u32::from(byte - b'0'))
+        })
+    };
+    let year = i32::try_from(number(0, 4)?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, number(5, 7)?, number(8, 10)?)?;
+    let time =
+        date.and_hms_micro_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?, number(20, 26)?)?;
+    Some(time.and_utc())
 }
 
 /// Computes `SHA-256(prev_hash ‖ body)`.
@@ -156,9 +340,19 @@ impl RawEvent {
     /// Decodes the body. The sequence number inside the body must match the
     /// key it was stored under.
     pub fn decode(&self) -> Result<RecordedEvent, StoreError> {
-        let body: BodyIn<'_> = serde_json::from_slice(&self.body).map_err(|error| {
-            StoreError::corrupt(self.seq, format!("invalid event body: {error}"))
-        })?;
+        let failed_kind = Cell::new(None);
+        let mut deserializer = serde_json::Deserializer::from_slice(&self.body);
+        let visitor = BodyVisitor { failed_kind: &failed_kind };
+        let body = deserializer
+            .deserialize_map(visitor)
+            .and_then(|body| deserializer.end().map(|()| body))
+            .map_err(|source| {
+                let reason = match failed_kind.take() {
+                    Some(kind) => DecodeError::Data { kind, source }.to_string(),
+                    None => format!("invalid event body: {source}"),
+                };
+                StoreError::corrupt(self.seq, reason)
+            })?;
         if body.seq != self.seq {
             let reason = format!("event body says sequence {}", body.seq);
             return Err(StoreError::corrupt(self.seq, reason));
@@ -166,8 +360,11 @@ impl RawEvent {
         let actor = Actor::parse(&body.actor).ok_or_else(|| {
             StoreError::corrupt(self.seq, format!("invalid actor {:?}", body.actor))
         })?;
-        let event = Event::decode(&body.kind, body.schema, body.data.get())
-            .map_err(|error| StoreError::corrupt(self.seq, error.to_string()))?;
+        let event = match body.data {
+            DataIn::Decoded(event) => event,
+            DataIn::Raw(data) => Event::decode(&body.kind, body.schema, data.get()),
+        }
+        .map_err(|error| StoreError::corrupt(self.seq, error.to_string()))?;
         Ok(RecordedEvent {
             seq: body.seq,
             stream: body.stream,
@@ -188,5 +385,177 @@ impl RawEvent {
     pub fn body_json(&self) -> Result<serde_json::Value, StoreError> {
         serde_json::from_slice(&self.body)
             .map_err(|error| StoreError::corrupt(self.seq, format!("invalid event body: {error}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::domain::events::{BalancePosted, Leg};
+    use crate::domain::ids::SidKind;
+    use crate::domain::money::Currency;
+
+    fn posting() -> PendingEvent {
+        let account = Sid::new(SidKind::Account, 0xa1);
+        let developer = Sid::new(SidKind::Developer, 0xd1);
+        let amount = Decimal::new(1250, 2);
+        PendingEvent {
+            seq: 7,
+            stream: account,
+            version: 3,
+            meta: EventMeta {
+                recorded_at: Utc.timestamp_opt(1_714_566_896, 123_456_000).unwrap(),
+                actor: Actor::Developer(developer),
+                request_id: "req-\"quoted\"".into(),
+                idempotency: Some(IdempotencyRecord {
+                    key: "key-1".into(),
+                    fingerprint: "00".repeat(32),
+                    resource: Sid::new(SidKind::Transaction, 0xb1),
+                }),
+            },
+            event: Event::BalanceToppedUp(BalancePosted {
+                sid: Sid::new(SidKind::Transaction, 0xb1),
+                account_sid: account,
+                developer_sid: developer,
+                amount,
+                currency: Currency::parse("SGD").unwrap(),
+                pay_method: 4,
+                refer_trans_id: Some("ref-1".into()),
+                desc: Some("a line\nwith escapes é".into()),
+                legs: [
+                    Leg { account: format!("subaccount:{account}"), amount },
+                    Leg { account: "funding:paypal".into(), amount: -amount },
+                ],
+                balance_after: amount,
+            }),
+        }
+    }
+
+    /// Returns the body of `posting()` with its members in the given order.
+    fn body_in_order(order: &[&str]) -> Vec<u8> {
+        let body: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&encode_body(&posting())).unwrap();
+        let mut reordered = serde_json::Map::new();
+        for name in order {
+            reordered.insert(name.to_string(), body[*name].clone());
+        }
+        serde_json::to_vec(&reordered).unwrap()
+    }
+
+    fn raw_with_body(body: Vec<u8>) -> RawEvent {
+        RawEvent { seq: 7, prev_hash: GENESIS_HASH, hash: chain_hash(&GENESIS_HASH, &body), body }
+    }
+
+    #[test]
+    fn sealed_event_decodes() {
+        let pending = posting();
+        let (value, hash) = seal(&pending, &GENESIS_HASH);
+        let raw = RawEvent::from_stored(7, &value).unwrap();
+        assert!(raw.hash_is_valid(), "the sealed hash checks");
+        let recorded = raw.decode().unwrap();
+        assert_eq!(recorded.event, pending.event, "event");
+        assert_eq!(recorded.meta, pending.meta, "meta");
+        assert_eq!(recorded.stream, pending.stream, "stream");
+        assert_eq!(recorded.version, pending.version, "version");
+        assert_eq!(recorded.hash, hash, "hash");
+    }
+
+    #[test]
+    fn data_before_type_decodes() {
+        let order = [
+            "data",
+            "seq",
+            "stream",
+            "version",
+            "type",
+            "schema",
+            "recorded_at",
+            "actor",
+            "request_id",
+            "idempotency",
+        ];
+        let recorded = raw_with_body(body_in_order(&order)).decode().unwrap();
+        assert_eq!(recorded.event, posting().event, "data read after its type is known");
+        assert_eq!(recorded.meta, posting().meta, "meta");
+    }
+
+    #[test]
+    fn missing_idempotency_is_none() {
+        let order = [
+            "seq",
+            "stream",
+            "version",
+            "type",
+            "schema",
+            "recorded_at",
+            "actor",
+            "request_id",
+            "data",
+        ];
+        let recorded = raw_with_body(body_in_order(&order)).decode().unwrap();
+        assert_eq!(recorded.meta.idempotency, None, "idempotency absent");
+    }
+
+    #[test]
+    fn missing_member_is_named() {
+        let order = ["seq", "stream", "version", "type", "schema", "recorded_at", "actor", "data"];
+        let error = raw_with_body(body_in_order(&order)).decode().unwrap_err().to_string();
+        assert!(error.contains("event 7"), "names the event: {error}");
+        assert!(error.contains("request_id"), "names the member: {error}");
+    }
+
+    #[test]
+    fn duplicate_member_fails() {
+        let body = encode_body(&posting());
+        let text =
+            String::from_utf8(body).unwrap().replacen("\"seq\":7,", "\"seq\":7,\"seq\":7,", 1);
+        let error = raw_with_body(text.into_bytes()).decode().unwrap_err().to_string();
+        assert!(error.contains("duplicate field"), "duplicate seq: {error}");
+    }
+
+    #[test]
+    fn bad_data_names_type() {
+        let text = String::from_utf8(encode_body(&posting())).unwrap();
+        let text = text.replacen("\"pay_method\":4", "\"pay_method\":\"four\"", 1);
+        let error = raw_with_body(text.into_bytes()).decode().unwrap_err().to_string();
+        assert!(error.contains("event 7"), "names the event: {error}");
+        assert!(
+            error.contains("invalid data for event type BalanceToppedUp"),
+            "names the type: {error}"
+        );
+    }
+
+    #[test]
+    fn unknown_type_and_schema_fail() {
+        let text = String::from_utf8(encode_body(&posting())).unwrap();
+        let unknown = text.replacen("\"BalanceToppedUp\"", "\"BalanceStolen\"", 1);
+        let error = raw_with_body(unknown.into_bytes()).decode().unwrap_err().to_string();
+        assert!(error.contains("unknown event type \"BalanceStolen\""), "type: {error}");
+        let future = text.replacen("\"schema\":1", "\"schema\":9", 1);
+        let error = raw_with_body(future.into_bytes()).decode().unwrap_err().to_string();
+        assert!(error.contains("unknown schema version 9"), "schema: {error}");
+    }
+
+    #[test]
+    fn recorded_at_matches_chrono() {
+        let cases = [
+            "2024-05-01T12:34:56.123456Z",
+            "2024-02-29T00:00:00.000000Z",
+            "1999-12-31T23:59:59.999999Z",
+            "2024-05-01T12:34:56Z",
+            "2024-05-01T14:34:56.5+02:00",
+            "2024-05-01T12:34:56.123456789Z",
+        ];
+        for case in cases {
+            let chrono: DateTime<Utc> =
+                case.parse::<DateTime<chrono::FixedOffset>>().unwrap().into();
+            assert_eq!(parse_recorded_at(case), Some(chrono), "{case}");
+        }
+        for case in ["2023-02-29T00:00:00.000000Z", "2024-05-01T24:00:00.000000Z", "2024-05-01"] {
+            assert_eq!(parse_recorded_at(case), None, "{case} is not a time");
+        }
     }
 }
