@@ -19,7 +19,7 @@ use crate::api::metrics::HttpMetrics;
 use crate::api::params::BODY_BYTES_MAX;
 use crate::api::AppState;
 use crate::crypto::{generate_api_key, hash_api_key, AesKey};
-use crate::ledger::recovery::recover;
+use crate::ledger::recovery::{log_state_hash, recover};
 use crate::ledger::{Ledger, WriterConfig};
 use crate::store::{EventStore, SledStore};
 
@@ -150,15 +150,14 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let recovered =
         recover(store.as_ref()).context("failed to rebuild the projections from the log")?;
-    let state_hash = recovered.state.state_hash();
     tracing::info!(
         last_seq = recovered.state.last_seq,
         snapshot_seq = recovered.snapshot_seq,
         replayed_events = recovered.replayed_events,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        %state_hash,
         "projections rebuilt"
     );
+    log_state_hash(recovered.state.clone());
 
     let writer_config = WriterConfig { snapshot_interval_events: config.snapshot_interval_events };
     let dyn_store: Arc<dyn EventStore> = store;

@@ -158,8 +158,7 @@ async fn verify_passes_intact_log() {
 
     // A start replays the same log to the same state.
     let server = server.restart_and_wait().await;
-    let rebuilt = rebuilt_line(&server.logs());
-    assert_eq!(log_field(&rebuilt, "state_hash"), Some(state_hash), "start-up state hash");
+    assert_eq!(server.start_state_hash().await, state_hash, "start-up state hash");
 }
 
 #[tokio::test]
@@ -480,7 +479,7 @@ async fn snapshot_start_matches_full_replay() {
     let line = rebuilt_line(&server.logs());
     assert_eq!(log_field(&line, "snapshot_seq").as_deref(), Some("5"), "start from snapshot 5");
     assert_eq!(log_field(&line, "replayed_events").as_deref(), Some("0"), "no tail: {line}");
-    let from_snapshot = log_field(&line, "state_hash").expect("state hash logged");
+    let from_snapshot = server.start_state_hash().await;
     server.stop();
     assert_eq!(verified_state_hash(&server.data_dir), from_snapshot, "hash at event 5");
 
@@ -494,7 +493,7 @@ async fn snapshot_start_matches_full_replay() {
     let line = rebuilt_line(&server.logs());
     assert_eq!(log_field(&line, "snapshot_seq").as_deref(), Some("10"), "start from 10");
     assert_eq!(log_field(&line, "replayed_events").as_deref(), Some("1"), "tail: {line}");
-    let from_snapshot = log_field(&line, "state_hash").expect("state hash logged");
+    let from_snapshot = server.start_state_hash().await;
     server.stop();
     let full_replay = verified_state_hash(&server.data_dir);
     assert_eq!(full_replay, from_snapshot, "hash at event 11");
@@ -513,7 +512,7 @@ async fn snapshot_start_matches_full_replay() {
     );
     let line = rebuilt_line(&logs);
     assert_eq!(log_field(&line, "snapshot_seq").as_deref(), Some("10"), "falls back to 10");
-    assert_eq!(log_field(&line, "state_hash"), Some(full_replay.clone()), "hash after fallback");
+    assert_eq!(server.start_state_hash().await, full_replay, "hash after fallback");
     server.stop();
 
     // Every snapshot damaged: a full replay, with a warning, same hash.
@@ -527,7 +526,7 @@ async fn snapshot_start_matches_full_replay() {
     let line = rebuilt_line(&logs);
     assert_eq!(log_field(&line, "snapshot_seq"), None, "full replay: {line}");
     assert_eq!(log_field(&line, "replayed_events").as_deref(), Some("11"), "all events: {line}");
-    assert_eq!(log_field(&line, "state_hash"), Some(full_replay), "hash after full replay");
+    assert_eq!(server.start_state_hash().await, full_replay, "hash after full replay");
 }
 
 /// Flips one byte in every stored snapshot chunk, so that no snapshot

@@ -20,18 +20,6 @@ fn rebuilt_line(server: &Server) -> String {
     line.unwrap_or_else(|| panic!("no \"projections rebuilt\" line in {logs:?}")).clone()
 }
 
-/// Reads the `state_hash` of the newest "projections rebuilt" log line.
-fn rebuilt_state_hash(server: &Server) -> String {
-    let line = rebuilt_line(server);
-    let hash = line
-        .split("state_hash=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no state_hash in {line}"));
-    assert_eq!(hash.len(), 64, "state_hash is SHA-256 hex: {line}");
-    hash.to_string()
-}
-
 /// Collects every response a client could read about the developer's
 /// sub-accounts, keyed by request path.
 async fn observe(server: &Server, developer: &Developer) -> BTreeMap<String, Value> {
@@ -84,10 +72,10 @@ async fn restart_keeps_everything() {
 
     // `restart` stops with SIGTERM and asserts exit status 0.
     let server = server.restart();
-    let first_hash = rebuilt_state_hash(&server);
+    let first_hash = server.start_state_hash().await;
     let after_first = observe(&server, &developer).await;
     let server = server.restart();
-    let second_hash = rebuilt_state_hash(&server);
+    let second_hash = server.start_state_hash().await;
     let after_second = observe(&server, &developer).await;
 
     assert_eq!(after_first, before, "responses after a restart");
@@ -116,12 +104,12 @@ async fn restart_from_snapshot() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let server = server.restart();
-    let hash = rebuilt_state_hash(&server);
+    let hash = server.start_state_hash().await;
     let after = observe(&server, &developer).await;
     let server = server.restart();
 
     assert_eq!(after, before, "responses after a start from a snapshot");
-    assert_eq!(rebuilt_state_hash(&server), hash, "state hash at each start");
+    assert_eq!(server.start_state_hash().await, hash, "state hash at each start");
     let line = rebuilt_line(&server);
     assert!(line.contains("snapshot_seq="), "the start used a snapshot: {line}");
 }

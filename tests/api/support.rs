@@ -210,6 +210,35 @@ impl Server {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Waits for the state hash that the newest start logs once it has
+    /// computed it, which may be after the server is ready. Asserts that the
+    /// hash is for the sequence number that start rebuilt.
+    pub async fn start_state_hash(&self) -> String {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let logs = self.logs();
+            let start = logs.iter().rposition(|line| line.contains("projections rebuilt"));
+            let start = start.unwrap_or_else(|| panic!("no start-up line in {logs:?}"));
+            let hashed = logs[start..]
+                .iter()
+                .find(|line| line.contains("state hash of the rebuilt projections"));
+            if let Some(line) = hashed {
+                let field = |line: &str, name: &str| {
+                    let prefix = format!("{name}=");
+                    line.split_whitespace()
+                        .find_map(|token| token.strip_prefix(&prefix).map(str::to_string))
+                };
+                let rebuilt_seq = field(&logs[start], "last_seq");
+                assert_eq!(field(line, "seq"), rebuilt_seq, "hash of the rebuilt state: {line}");
+                let hash = field(line, "state_hash").unwrap_or_else(|| panic!("no hash: {line}"));
+                assert_eq!(hash.len(), 64, "state_hash is SHA-256 hex: {line}");
+                return hash;
+            }
+            assert!(Instant::now() < deadline, "no state hash logged: {logs:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the server with SIGTERM and waits for it; asserts exit 0.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
