@@ -60,6 +60,16 @@ fn live_bytes() -> usize {
     LIVE_BYTES.load(Ordering::Relaxed)
 }
 
+/// CPU time this thread has used, in seconds. Wall time says little on a
+/// shared machine, where other processes take turns on the cores.
+fn thread_cpu_seconds() -> f64 {
+    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `time` is a valid `timespec` for the call to fill in.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    assert_eq!(status, 0, "the thread CPU clock is readable");
+    time.tv_sec as f64 + time.tv_nsec as f64 * 1e-9
+}
+
 fn meta(actor: Actor, seq: u64) -> EventMeta {
     let recorded_at =
         Utc.timestamp_opt(1_700_000_000, 0).unwrap() + chrono::Duration::seconds(seq as i64);
@@ -137,6 +147,7 @@ fn main() {
     // writer drops its batch.
     let mut balances = vec![Decimal::ZERO; accounts.len()];
     let started = Instant::now();
+    let started_cpu = thread_cpu_seconds();
     for index in 0..postings {
         let slot = index % accounts.len();
         balances[slot] += Decimal::new(100, 2);
@@ -144,13 +155,18 @@ fn main() {
         fold(&mut state, actor, event);
     }
     let fold_seconds = started.elapsed().as_secs_f64();
+    let fold_cpu_seconds = thread_cpu_seconds() - started_cpu;
     let after = live_bytes();
 
     // A start from a snapshot: decode it into a second state.
     let snapshot = state.encode();
+    let before_decode = live_bytes();
     let started = Instant::now();
+    let started_cpu = thread_cpu_seconds();
     let decoded = State::decode(&snapshot).expect("the snapshot decodes");
     let decode_seconds = started.elapsed().as_secs_f64();
+    let decode_cpu_seconds = thread_cpu_seconds() - started_cpu;
+    let decoded_bytes = live_bytes() - before_decode;
     assert_eq!(decoded.last_seq, state.last_seq, "the snapshot's sequence");
     let per_posting = (after - before) as f64 / postings.max(1) as f64;
     println!("sub-accounts        {accounts_count}");
@@ -158,7 +174,13 @@ fn main() {
     println!("heap before         {:.1} MiB", before as f64 / 1_048_576.0);
     println!("heap after          {:.1} MiB", after as f64 / 1_048_576.0);
     println!("heap per posting    {per_posting:.0} bytes");
-    println!("fold per posting    {:.2} us", fold_seconds * 1e6 / postings.max(1) as f64);
+    let per_posting_us = |seconds: f64| seconds * 1e6 / postings.max(1) as f64;
+    println!(
+        "fold per posting    {:.2} us wall, {:.2} us CPU",
+        per_posting_us(fold_seconds),
+        per_posting_us(fold_cpu_seconds)
+    );
     println!("snapshot            {:.1} MiB", snapshot.len() as f64 / 1_048_576.0);
-    println!("snapshot decode     {decode_seconds:.2} s");
+    println!("snapshot decode     {decode_seconds:.2} s wall, {decode_cpu_seconds:.2} s CPU");
+    println!("decoded state       {:.1} MiB", decoded_bytes as f64 / 1_048_576.0);
 }

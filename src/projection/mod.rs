@@ -395,13 +395,15 @@ impl State {
             created: at,
             seq,
         };
-        self.index_posting(Arc::new(transaction), e.developer_sid).map_err(fail)?;
-        self.transaction_order.push_back(Arc::clone(&self.transactions[&e.sid]));
+        let transaction = Arc::new(transaction);
+        self.index_posting(Arc::clone(&transaction), e.developer_sid).map_err(fail)?;
+        self.transaction_order.push_back(transaction);
         Ok(())
     }
 
     /// Adds a posting to the indexes that `transaction_order` implies: by
-    /// sid, by sub-account, by developer and by reference.
+    /// sid, by sub-account, by developer and by reference. Decoding a
+    /// snapshot builds the same indexes in bulk (`snapshot::index_postings`).
     fn index_posting(
         &mut self,
         transaction: Arc<Transaction>,

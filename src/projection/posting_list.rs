@@ -130,6 +130,16 @@ impl<'a> IntoIterator for &'a PostingList {
     }
 }
 
+impl From<Vec<Sid>> for PostingList {
+    fn from(ids: Vec<Sid>) -> PostingList {
+        if ids.len() <= SHORT_MAX {
+            PostingList::Short(ids.into())
+        } else {
+            PostingList::Long(ids.into_iter().collect())
+        }
+    }
+}
+
 /// A list encodes as the plain sequence of its ids.
 impl Serialize for PostingList {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -139,12 +149,7 @@ impl Serialize for PostingList {
 
 impl<'de> Deserialize<'de> for PostingList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<PostingList, D::Error> {
-        let ids = Vec::<Sid>::deserialize(deserializer)?;
-        Ok(if ids.len() <= SHORT_MAX {
-            PostingList::Short(ids.into())
-        } else {
-            PostingList::Long(ids.into_iter().collect())
-        })
+        Vec::<Sid>::deserialize(deserializer).map(PostingList::from)
     }
 }
 

@@ -4,9 +4,14 @@
 //! rebuilt when a snapshot is read. That keeps a snapshot small and leaves
 //! the decoded maps shaped as live ones, filled in posting order.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::State;
+use im::Vector;
+
+use super::keys::{reference_digest, ReferenceKey};
+use super::{PostingList, State, Transaction};
+use crate::domain::ids::Sid;
 
 /// Starts every snapshot encoding: a zero byte and the format version. An
 /// encoding of an older format starts with its sequence number, which is
@@ -37,21 +42,71 @@ impl State {
     pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
         let body = bytes.strip_prefix(&SNAPSHOT_PREFIX[..]).ok_or(SnapshotError::Format)?;
         let mut state: State = postcard::from_bytes(body)?;
-        for transaction in state.transaction_order.clone().iter() {
-            let developer = state
-                .accounts
-                .get(&transaction.account)
-                .map(|account| account.developer)
-                .ok_or_else(|| {
-                    let reason = format!("account {} does not exist", transaction.account);
-                    SnapshotError::Inconsistent(reason)
-                })?;
-            state
-                .index_posting(Arc::clone(transaction), developer)
-                .map_err(SnapshotError::Inconsistent)?;
-        }
+        index_postings(&mut state).map_err(SnapshotError::Inconsistent)?;
         Ok(state)
     }
+}
+
+/// Builds the indexes over `state.transaction_order`, as folding the
+/// postings one by one would, but faster: each index is collected, sorted
+/// and inserted in key order, which keeps the B-tree path being filled in
+/// the cache. The nodes end about half full instead of two thirds.
+fn index_postings(state: &mut State) -> Result<(), String> {
+    let developers: HashMap<Sid, Sid> =
+        state.accounts.values().map(|account| (account.sid, account.developer)).collect();
+    let postings = state.transaction_order.len();
+    let mut by_sid: Vec<(Sid, Arc<Transaction>)> = Vec::with_capacity(postings);
+    let mut references: Vec<ReferenceKey> = Vec::new();
+    let mut by_account: HashMap<Sid, Vec<Sid>> = HashMap::new();
+    let mut by_developer: HashMap<Sid, Vector<Arc<Transaction>>> = HashMap::new();
+    for transaction in state.transaction_order.iter() {
+        let Some(developer) = developers.get(&transaction.account).copied() else {
+            return Err(format!("account {} does not exist", transaction.account));
+        };
+        if let Some(reference) = &transaction.refer_trans_id {
+            let digest = reference_digest(developer, transaction.pay_method, reference);
+            references.push((digest, transaction.sid));
+        }
+        by_sid.push((transaction.sid, Arc::clone(transaction)));
+        by_account.entry(transaction.account).or_default().push(transaction.sid);
+        by_developer.entry(developer).or_default().push_back(Arc::clone(transaction));
+    }
+
+    by_sid.sort_unstable_by_key(|(sid, _)| *sid);
+    if let Some(pair) = by_sid.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(format!("transaction {} is listed twice", pair[0].0));
+    }
+    state.transactions = by_sid.into_iter().collect();
+
+    // Keys with one digest are adjacent once sorted. Any two of them must
+    // differ in developer, pay method or reference.
+    references.sort_unstable();
+    for group in references.chunk_by(|left, right| left.0 == right.0).filter(|g| g.len() > 1) {
+        let transactions: Vec<&Transaction> =
+            group.iter().map(|(_, sid)| state.transactions[sid].as_ref()).collect();
+        for (index, first) in transactions.iter().enumerate() {
+            for second in &transactions[index + 1..] {
+                let same_developer =
+                    developers.get(&first.account) == developers.get(&second.account);
+                if same_developer
+                    && first.pay_method == second.pay_method
+                    && first.refer_trans_id == second.refer_trans_id
+                {
+                    return Err(format!("refer_trans_id of {} is used twice", second.sid));
+                }
+            }
+        }
+    }
+    state.references = references.into_iter().collect();
+
+    let mut by_account: Vec<(Sid, Vec<Sid>)> = by_account.into_iter().collect();
+    by_account.sort_unstable_by_key(|(sid, _)| *sid);
+    state.account_transactions =
+        by_account.into_iter().map(|(sid, ids)| (sid, PostingList::from(ids))).collect();
+    let mut by_developer: Vec<(Sid, Vector<Arc<Transaction>>)> = by_developer.into_iter().collect();
+    by_developer.sort_unstable_by_key(|(sid, _)| *sid);
+    state.developer_transactions = by_developer.into_iter().collect();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -63,7 +118,7 @@ mod tests {
     use crate::domain::events::{
         Actor, BalancePosted, DeveloperCreated, Event, EventMeta, Leg, SubAccountCreated,
     };
-    use crate::domain::ids::{Sid, SidKind};
+    use crate::domain::ids::SidKind;
     use crate::domain::money::Currency;
 
     fn fold(state: &mut State, actor: Actor, event: Event) {
@@ -152,6 +207,25 @@ mod tests {
         assert_eq!(decoded.ledger_balances, state.ledger_balances, "ledger balances");
         assert_eq!(decoded, state, "whole state");
         assert_eq!(decoded.state_hash(), state.state_hash(), "state hash");
+    }
+
+    #[test]
+    fn decode_rejects_repeated_posting() {
+        let mut state = state_with_postings(2);
+        let first = Arc::clone(&state.transaction_order[0]);
+        state.transaction_order.push_back(first);
+        let result = State::decode(&state.encode());
+        assert!(matches!(result, Err(SnapshotError::Inconsistent(_))), "repeated: {result:?}");
+    }
+
+    #[test]
+    fn decode_rejects_repeated_reference() {
+        let mut state = state_with_postings(2);
+        let mut copy = Transaction::clone(&state.transaction_order[0]);
+        copy.sid = Sid::generate(SidKind::Transaction);
+        state.transaction_order.push_back(Arc::new(copy));
+        let result = State::decode(&state.encode());
+        assert!(matches!(result, Err(SnapshotError::Inconsistent(_))), "repeated: {result:?}");
     }
 
     #[test]
