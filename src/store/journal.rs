@@ -9,17 +9,21 @@
 //! `RECORDS_START`. Generation `g` lives in file `g % 2`, and every start
 //! and every switch begins a higher generation than any written before.
 //!
-//! | part    | layout (integers big-endian)                                        |
-//! |---------|---------------------------------------------------------------------|
-//! | header  | magic (16 bytes) ‖ generation u64 ‖ CRC-32 of the first 24 bytes     |
-//! | record  | CRC-32 of the rest u32 ‖ generation u64 ‖ payload length u32 ‖ payload |
-//! | payload | event count u32, then per event: seq u64 ‖ version u64 ‖ stream (34 bytes) ‖ value length u32 ‖ value |
+//! Layout, integers big-endian:
+//!
+//! - header: magic (16 bytes) ‖ generation u64 ‖ CRC-32 of the first 24
+//!   bytes.
+//! - record: CRC-32 of the rest u32 ‖ generation u64 ‖ payload length u32 ‖
+//!   payload.
+//! - payload: event count u32, then per event seq u64 ‖ version u64 ‖
+//!   stream id (34 bytes) ‖ value length u32 ‖ value, where the value is
+//!   the stored event exactly as it went into sled's `events` tree.
 //!
 //! Reading stops at the first record whose CRC-32 fails, whose generation is
 //! not the header's, or that does not fit the file. Such a record was never
 //! synced (a torn write) or is left from an earlier use of the file, so it
-//! was never acknowledged. The value is the stored event exactly as it went
-//! into sled's `events` tree.
+//! was never acknowledged. A record whose CRC-32 matches but whose payload
+//! does not decode makes the log `Damaged`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -81,6 +85,7 @@ pub enum Appended {
     TooLarge,
 }
 
+/// The two journal files and the place of the next record.
 pub struct Journal {
     files: [Arc<File>; 2],
     /// Length of each file, fixed when it was created.
@@ -302,7 +307,7 @@ fn encode_record<'a>(
     record
 }
 
-/// Why reading a journal file stopped before a record.
+/// Reason that reading a journal file stopped before a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RecordEnd {
     /// Zeros or a record left from an earlier generation: the normal end.

@@ -30,7 +30,7 @@ impl SledStore {
                         StoreError::Damaged(format!(
                             "journal generation {} contains event {}, which {reason}. The journal \
                              files do not belong to this log, or sled lost events it had made \
-                             durable; restore the data directory from a backup",
+                             durable. Restore the data directory from a backup",
                             recovered.generation, event.seq
                         ))
                     },

@@ -85,7 +85,22 @@ fn journal_only(store: &SledStore, events: &[PendingEvent], prev_hash: [u8; 32])
 
 fn reopen(store: SledStore, path: &Path) -> StoreResult<SledStore> {
     drop(store);
-    SledStore::open(path)
+    open_unlocked(path)
+}
+
+/// Opens the log once the previous `SledStore` in this process has let go
+/// of it. sled's background threads can keep its database file, and so
+/// its lock, open for a moment after the store is dropped.
+fn open_unlocked(path: &Path) -> StoreResult<SledStore> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match SledStore::open(path) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
 }
 
 fn damage_message(result: StoreResult<SledStore>) -> String {
@@ -114,9 +129,9 @@ fn redo_lost_batch() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SledStore::open(dir.path()).expect("open");
     let mut source = Source::new();
-    let kept = store.append(&source.batch(2)).expect("append");
+    let kept_head = store.append(&source.batch(2)).expect("append");
     let lost = source.batch(3);
-    let lost_head = journal_only(&store, &lost, kept.hash);
+    let lost_head = journal_only(&store, &lost, kept_head.hash);
     assert!(store.read_raw(3).expect("read").is_none(), "sled lacks the lost batch");
 
     let store = reopen(store, dir.path()).expect("reopen");
@@ -124,7 +139,7 @@ fn redo_lost_batch() {
     assert_chained(&store, lost_head);
     let sequences = store.stream_sequences(source.stream).expect("stream");
     assert_eq!(sequences, vec![1, 2, 3, 4, 5], "the stream index has the redone events");
-    let (value, _) = seal(&lost[0], &kept.hash);
+    let (value, _) = seal(&lost[0], &kept_head.hash);
     let journaled = RawEvent::from_stored(3, &value).expect("split the sealed value");
     let stored = store.read_raw(3).expect("read").expect("event 3");
     assert_eq!(stored.body, journaled.body, "the redone body is the journaled one");
@@ -144,8 +159,8 @@ fn torn_record_ignored() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SledStore::open(dir.path()).expect("open");
     let mut source = Source::new();
-    let kept = store.append(&source.batch(2)).expect("append");
-    journal_only(&store, &source.batch(2), kept.hash);
+    let kept_head = store.append(&source.batch(2)).expect("append");
+    journal_only(&store, &source.batch(2), kept_head.hash);
 
     // Flip the record's last byte, as a write cut short by a crash leaves it.
     let (file, end) = {
@@ -157,11 +172,11 @@ fn torn_record_ignored() {
     file.write_all_at(&[byte[0] ^ 0xff], end - 1).expect("write the last byte");
 
     let store = reopen(store, dir.path()).expect("reopen");
-    assert_eq!(store.head(), kept, "head without the torn batch");
+    assert_eq!(store.head(), kept_head, "head without the torn batch");
     assert!(store.read_raw(3).expect("read").is_none(), "the torn batch is not redone");
     let mut retry = Source { stream: source.stream, next_seq: 3, next_version: 3 };
     let next = store.append(&retry.batch(1)).expect("append after the torn record");
-    assert_eq!(next.seq, 3, "writing goes on from the kept head");
+    assert_eq!(next.seq, 3, "writing goes on from the kept_head head");
 }
 
 #[test]
@@ -169,8 +184,8 @@ fn earlier_generation_not_redone() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SledStore::open(dir.path()).expect("open");
     let mut source = Source::new();
-    let kept = store.append(&source.batch(2)).expect("append");
-    journal_only(&store, &source.batch(2), kept.hash);
+    let kept_head = store.append(&source.batch(2)).expect("append");
+    journal_only(&store, &source.batch(2), kept_head.hash);
 
     // Two switches bring the journal back to the same file with a newer
     // generation and no records yet, so the old record follows its header.
@@ -181,7 +196,7 @@ fn earlier_generation_not_redone() {
         state.journal.generation()
     };
     let store = reopen(store, dir.path()).expect("reopen");
-    assert_eq!(store.head(), kept, "head without the old record");
+    assert_eq!(store.head(), kept_head, "head without the old record");
     assert!(store.read_raw(3).expect("read").is_none(), "the old record is not redone");
     assert_eq!(store.state().journal.generation(), generation + 1, "open starts a newer one");
 }
@@ -197,7 +212,7 @@ fn unchained_record_damaged() {
     let message = damage_message(reopen(store, dir.path()));
     assert!(message.contains("contains event 3"), "names the event: {message}");
     assert!(message.contains("does not chain"), "says why: {message}");
-    assert!(message.contains("restore the data directory"), "says what to do: {message}");
+    assert!(message.contains("Restore the data directory"), "says what to do: {message}");
 }
 
 #[test]
@@ -205,9 +220,9 @@ fn gap_record_damaged() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SledStore::open(dir.path()).expect("open");
     let mut source = Source::new();
-    let kept = store.append(&source.batch(2)).expect("append");
+    let kept_head = store.append(&source.batch(2)).expect("append");
     source.next_seq = 5;
-    journal_only(&store, &source.batch(1), kept.hash);
+    journal_only(&store, &source.batch(1), kept_head.hash);
 
     let message = damage_message(reopen(store, dir.path()));
     assert!(message.contains("contains event 5"), "names the event: {message}");
@@ -275,7 +290,7 @@ fn missing_journal_file_damaged() {
         drop(store);
         std::fs::remove_file(dir.path().join(name)).expect("remove a journal file");
 
-        let message = damage_message(SledStore::open(dir.path()));
+        let message = damage_message(open_unlocked(dir.path()));
         assert!(message.contains(&format!("{name} is missing")), "names {name}: {message}");
     }
 }
@@ -302,7 +317,7 @@ fn log_without_journal_opens() {
         std::fs::remove_file(dir.path().join(name)).expect("remove a journal file");
     }
 
-    let store = SledStore::open(dir.path()).expect("open a log whose journal files are gone");
+    let store = open_unlocked(dir.path()).expect("open a log whose journal files are gone");
     assert_eq!(store.head(), head, "head from sled");
     assert!(dir.path().join("journal-0").exists(), "journal-0 is created again");
     assert!(dir.path().join("journal-1").exists(), "journal-1 is created again");
