@@ -531,6 +531,37 @@ async fn snapshot_start_matches_full_replay() {
 
 /// Flips one byte in every stored snapshot chunk, so that no snapshot
 /// passes its SHA-256 check.
+#[tokio::test]
+async fn older_snapshot_format_replayed() {
+    let mut server = Server::start_with(&["--snapshot-interval", "5"]).await;
+    let developer = server.developer("Acme").await;
+    let account = server.account(&developer, "old01").await["sid"].as_str().unwrap().to_string();
+    topup(&server, &developer, &account, "1.00", 4, "o-1").await;
+    wait_for_snapshot(&server, 5).await;
+    server.stop();
+
+    // An older build wrote the state without the format prefix, starting
+    // with its sequence number.
+    {
+        use subledger::store::EventStore;
+        let store = subledger::store::SledStore::open(&server.data_dir.join("log")).unwrap();
+        let current = store.snapshots().unwrap().into_iter().find(|snapshot| snapshot.seq == 5);
+        let bytes = current.expect("the snapshot at 5").bytes;
+        assert_eq!(bytes[2], 5, "the state starts with its sequence number");
+        store.save_snapshot(5, &bytes[2..]).unwrap();
+    }
+    let mut server = server.restart_and_wait().await;
+    let logs = server.logs();
+    let warned = logs.iter().any(|line| line.contains("WARN") && line.contains("does not decode"));
+    assert!(warned, "warning for the older snapshot: {logs:?}");
+    let line = rebuilt_line(&logs);
+    assert_eq!(log_field(&line, "snapshot_seq"), None, "full replay: {line}");
+    assert_eq!(log_field(&line, "replayed_events").as_deref(), Some("5"), "all events: {line}");
+    let replayed = server.start_state_hash().await;
+    server.stop();
+    assert_eq!(verified_state_hash(&server.data_dir), replayed, "verify skips the snapshot");
+}
+
 fn corrupt_snapshots(data_dir: &Path) {
     let db = sled::open(data_dir.join("log")).expect("open the stopped log with sled");
     let snapshots = db.open_tree("snapshots").expect("snapshots tree");
