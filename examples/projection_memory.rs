@@ -21,7 +21,7 @@ use subledger::domain::events::{
 use subledger::domain::ids::{Sid, SidKind};
 use subledger::domain::money::Currency;
 use subledger::domain::posting::contra_account;
-use subledger::projection::{subaccount_ledger_name, PostingType, State};
+use subledger::projection::{subaccount_ledger_name, PostingType, State, Transaction};
 
 /// Counts the bytes currently allocated through the system allocator.
 struct Counting;
@@ -174,6 +174,7 @@ fn main() {
     println!("heap before         {:.1} MiB", before as f64 / 1_048_576.0);
     println!("heap after          {:.1} MiB", after as f64 / 1_048_576.0);
     println!("heap per posting    {per_posting:.0} bytes");
+    println!("Transaction         {} bytes", std::mem::size_of::<Transaction>());
     let per_posting_us = |seconds: f64| seconds * 1e6 / postings.max(1) as f64;
     println!(
         "fold per posting    {:.2} us wall, {:.2} us CPU",

@@ -20,7 +20,9 @@ const SHORT_MAX: usize = 64;
 #[derive(Debug, Clone)]
 pub enum PostingList {
     Short(Arc<[Sid]>),
-    Long(Vector<Sid>),
+    /// Behind an `Arc`, so that the enum, and each map entry, stays a few
+    /// words instead of the size of a whole `Vector`.
+    Long(Arc<Vector<Sid>>),
 }
 
 /// Lists are equal when they hold the same ids, whatever their form.
@@ -70,9 +72,9 @@ impl PostingList {
             PostingList::Short(ids) => {
                 let mut long: Vector<Sid> = ids.iter().copied().collect();
                 long.push_back(sid);
-                *self = PostingList::Long(long);
+                *self = PostingList::Long(Arc::new(long));
             }
-            PostingList::Long(ids) => ids.push_back(sid),
+            PostingList::Long(ids) => Arc::make_mut(ids).push_back(sid),
         }
     }
 
@@ -135,7 +137,7 @@ impl From<Vec<Sid>> for PostingList {
         if ids.len() <= SHORT_MAX {
             PostingList::Short(ids.into())
         } else {
-            PostingList::Long(ids.into_iter().collect())
+            PostingList::Long(Arc::new(ids.into_iter().collect()))
         }
     }
 }
@@ -178,15 +180,25 @@ mod tests {
     }
 
     #[test]
+    fn list_is_small() {
+        let word = std::mem::size_of::<usize>();
+        let size = std::mem::size_of::<PostingList>();
+        assert!(size <= 3 * word, "a list takes {size} bytes");
+    }
+
+    #[test]
     fn copy_is_unchanged() {
-        let mut list = PostingList::default();
-        for sid in ids(3) {
-            list.push_back(sid);
+        for count in [3, SHORT_MAX + 10] {
+            let mut list = PostingList::default();
+            for sid in ids(count) {
+                list.push_back(sid);
+            }
+            let copy = list.clone();
+            list.push_back(Sid::new(SidKind::Transaction, u128::MAX));
+            assert_eq!(copy.len(), count, "the copy of {count} keeps its length");
+            assert_eq!(list.len(), count + 1, "the original of {count} grew");
+            assert_eq!(copy.iter().copied().collect::<Vec<_>>(), ids(count), "copy of {count}");
         }
-        let copy = list.clone();
-        list.push_back(Sid::new(SidKind::Transaction, 99));
-        assert_eq!(copy.len(), 3, "the copy keeps its length");
-        assert_eq!(list.len(), 4, "the original grew");
     }
 
     #[test]
