@@ -1,4 +1,5 @@
-//! Redoing, at open, the journaled batches that sled lost in a crash.
+//! Repair at open: removing what sled kept of an unfinished batch, and
+//! redoing the journaled batches that sled lost in a crash.
 
 use std::collections::HashMap;
 
@@ -7,14 +8,54 @@ use crate::store::envelope::RawEvent;
 use crate::store::journal::{JournalEvent, Recovered};
 use crate::store::{ChainHead, StoreError, StoreResult};
 
-use super::{seq_key, stream_key, EventRows, SledStore, WriteState};
+use super::{read_u64, seq_key, stream_key, EventRows, SledStore, WriteState};
 
 impl SledStore {
-    /// Commits, one sled transaction per journal record, every journaled
-    /// event past sled's head, after checking that it continues the chain:
+    /// Removes the events past the chain head in `meta`, with their
+    /// `streams` rows. A write inserts the chain head after its events, so
+    /// such events belong to a batch whose write did not finish before a
+    /// crash. If that batch was made durable, its journal record brings it
+    /// back in `redo`; if not, it was never acknowledged. The events must
+    /// continue the chain from the head: anything else means the log was
+    /// altered, and is `Damaged`.
+    pub(super) fn remove_unfinished(&self) -> StoreResult<()> {
+        let head = self.state().written;
+        let mut expected = head;
+        let mut removed = 0u64;
+        for entry in self.events.range(seq_key(head.seq + 1)..) {
+            let (key, value) = entry?;
+            let seq = read_u64(&key)
+                .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
+            let raw = RawEvent::from_stored(seq, &value)?;
+            if seq != expected.seq + 1 || raw.prev_hash != expected.hash || !raw.hash_is_valid() {
+                return Err(StoreError::Damaged(format!(
+                    "event {seq} lies past the chain head {} in meta but does not continue the                      chain from it. The data directory was altered; restore it from a backup",
+                    head.seq
+                )));
+            }
+            let recorded = raw.decode()?;
+            self.streams.remove(stream_key(recorded.stream, recorded.version))?;
+            self.events.remove(key)?;
+            expected = ChainHead { seq, hash: raw.hash };
+            removed += 1;
+        }
+        if removed > 0 {
+            tracing::info!(
+                events = removed,
+                from = head.seq + 1,
+                to = expected.seq,
+                "removed the events of a write that a crash interrupted"
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes again, one journal record at a time, every journaled event
+    /// past the chain head, after checking that it continues the chain:
     /// the next sequence number, the head's hash as its `prev_hash`, a
-    /// valid hash, and its stream's next version. Events at or below
-    /// sled's head are already there and are skipped.
+    /// valid hash, and its stream's next version. Events at or below the
+    /// chain head are in sled already, since sled recovers a prefix of the
+    /// inserts, and are skipped.
     pub(super) fn redo(&self, recovered: Recovered) -> StoreResult<()> {
         let mut state = self.state();
         let sled_head = state.written;

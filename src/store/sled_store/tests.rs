@@ -1,5 +1,6 @@
-//! Unit tests of the sled log's journal: redo at open, torn and stale
-//! records, chain checks, and switching between the journal files.
+//! Unit tests of the sled log's journal: redo at open, removal of an
+//! unfinished write, torn and stale records, chain checks, and switching
+//! between the journal files.
 //!
 //! sled flushes everything when a store is dropped, so a batch that sled
 //! lost in a crash is simulated by a record written to the journal alone.
@@ -321,4 +322,66 @@ fn log_without_journal_opens() {
     assert_eq!(store.head(), head, "head from sled");
     assert!(dir.path().join("journal-0").exists(), "journal-0 is created again");
     assert!(dir.path().join("journal-1").exists(), "journal-1 is created again");
+}
+
+/// Inserts a batch's rows into sled without the chain head in `meta`, as a
+/// write that a crash cut short leaves them.
+fn sled_rows_only(store: &SledStore, events: &[PendingEvent], prev_hash: [u8; 32]) {
+    let mut hash = prev_hash;
+    for pending in events {
+        let (value, next) = seal(pending, &hash);
+        store.events.insert(seq_key(pending.seq), value).expect("insert the event");
+        let stream_row = stream_key(pending.stream, pending.version);
+        store.streams.insert(stream_row, &seq_key(pending.seq)[..]).expect("insert the row");
+        hash = next;
+    }
+}
+
+#[test]
+fn unfinished_write_removed() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    let kept_head = store.append(&source.batch(2)).expect("append");
+    sled_rows_only(&store, &source.batch(3), kept_head.hash);
+
+    let store = reopen(store, dir.path()).expect("reopen");
+    assert_eq!(store.head(), kept_head, "head without the unfinished batch");
+    assert_chained(&store, kept_head);
+    let sequences = store.stream_sequences(source.stream).expect("stream");
+    assert_eq!(sequences, vec![1, 2], "the stream index lost the unfinished rows");
+
+    // The removed sequence numbers and stream versions are free again.
+    let mut again = Source { stream: source.stream, next_seq: 3, next_version: 3 };
+    let next = store.append(&again.batch(1)).expect("append after the removal");
+    assert_eq!(next.seq, 3, "next sequence");
+}
+
+#[test]
+fn unfinished_journaled_write_redone() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    let kept_head = store.append(&source.batch(2)).expect("append");
+    let batch = source.batch(3);
+    sled_rows_only(&store, &batch[..1], kept_head.hash);
+    let journaled_head = journal_only(&store, &batch, kept_head.hash);
+
+    let store = reopen(store, dir.path()).expect("reopen");
+    assert_eq!(store.head(), journaled_head, "head with the journaled batch");
+    assert_chained(&store, journaled_head);
+    let sequences = store.stream_sequences(source.stream).expect("stream");
+    assert_eq!(sequences, vec![1, 2, 3, 4, 5], "the stream index has the whole batch");
+}
+
+#[test]
+fn unchained_leftover_damaged() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    store.append(&source.batch(2)).expect("append");
+    sled_rows_only(&store, &source.batch(1), [7; 32]);
+
+    let message = damage_message(reopen(store, dir.path()));
+    assert!(message.contains("event 3"), "the message names the event: {message}");
 }
