@@ -12,11 +12,12 @@
 //! new chain head in `meta`, as plain sled inserts. It does not use a sled
 //! transaction: in sled 0.34.7 every transaction writes out sled's IO
 //! buffer twice and waits for the disk each time, which took two thirds of
-//! a write. The journal gives the atomicity instead. sled recovers a
-//! prefix of the inserts made by the one writing thread, so after a crash
-//! it may hold part of a batch beyond the chain head in `meta`; `open`
-//! removes such events and redoes from the journal every batch that was
-//! made durable.
+//! a write. The journal gives the atomicity instead. sled's recovery
+//! reads its log in order and stops at the first torn or missing segment
+//! (`pagecache/iterator.rs` in sled 0.34.7), so it recovers a prefix of the
+//! inserts of the one writing thread. After a crash it may therefore hold
+//! part of a batch past the chain head in `meta`. `open` removes such
+//! events, then redoes from the journal every batch that was made durable.
 //!
 //! Durability: `write` commits a batch to sled and writes one record for
 //! it to the write-ahead journal (`journal.rs`) without syncing, and `sync`
