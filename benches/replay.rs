@@ -1,6 +1,7 @@
-//! Replay speed: folding recorded events into the projections, a full
-//! `recover` from a sled log (read, hash-chain check, decode, fold), and
-//! decoding a projection snapshot. Throughput is in events per second.
+//! Replay speed: decoding stored event bodies, folding recorded events into
+//! the projections, a full `recover` from a sled log (read, hash-chain
+//! check and decode on one thread, fold on another), and decoding a
+//! projection snapshot. Throughput is in events per second.
 //!
 //! The log is built once, in-process through the ledger writer: 1,000
 //! sub-accounts (three events each) and 20,000 TOPUP postings.
@@ -13,7 +14,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use subledger::ledger::recovery::recover;
 use subledger::projection::State;
-use subledger::store::{EventStore, RecordedEvent, SledStore};
+use subledger::store::{EventStore, RawEvent, RecordedEvent, SledStore};
 
 const SHAPE: fixture::LogShape = fixture::LogShape { accounts: 1_000, postings: 20_000 };
 
@@ -23,15 +24,23 @@ fn replay(c: &mut Criterion) {
         Arc::new(SledStore::open(dir.path()).expect("open a fresh log"));
     let built = fixture::build_log(store.clone(), SHAPE, 0, |_| {});
     let events = built.last_seq;
-    let recorded: Vec<RecordedEvent> = store
-        .read_raw_from(1)
-        .map(|raw| raw.expect("read an event").decode().expect("decode an event"))
-        .collect();
+    let raw_events: Vec<RawEvent> =
+        store.read_raw_from(1).map(|raw| raw.expect("read an event")).collect();
+    let recorded: Vec<RecordedEvent> =
+        raw_events.iter().map(|raw| raw.decode().expect("decode an event")).collect();
     assert_eq!(recorded.len() as u64, events, "every event is read back");
 
     let mut group = c.benchmark_group("replay");
     group.sample_size(10).measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(events));
+
+    group.bench_function("decode", |b| {
+        b.iter(|| {
+            for raw in &raw_events {
+                std::hint::black_box(raw.decode().expect("decode an event"));
+            }
+        });
+    });
 
     group.bench_function("fold", |b| {
         b.iter(|| {
