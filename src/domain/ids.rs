@@ -94,16 +94,30 @@ impl Sid {
     }
 }
 
-/// Reads 16 lower-case hex digits.
+/// The value of each lower-case hex digit by byte, and `NOT_HEX` for every
+/// other byte. A table lookup has no branch to mispredict on random ids.
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        table[b"0123456789abcdef"[digit] as usize] = digit as u8;
+        digit += 1;
+    }
+    table
+};
+const NOT_HEX: u8 = 0xff;
+
+/// Reads 16 lower-case hex digits, and returns `None` for any other byte.
 fn parse_hex_u64(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |value, &digit| {
-        let nibble = match digit {
-            b'0'..=b'9' => digit - b'0',
-            b'a'..=b'f' => digit - b'a' + 10,
-            _ => return None,
-        };
-        Some(value << 4 | u64::from(nibble))
-    })
+    let mut value = 0u64;
+    let mut invalid = 0u8;
+    for &digit in digits {
+        let nibble = HEX_VALUES[usize::from(digit)];
+        // Collect invalid digits and check once, after the loop.
+        invalid |= nibble & 0xf0;
+        value = value << 4 | u64::from(nibble & 0x0f);
+    }
+    (invalid == 0).then_some(value)
 }
 
 impl fmt::Display for Sid {
@@ -174,6 +188,13 @@ mod tests {
     }
 
     #[test]
+    fn sid_reads_every_hex_digit() {
+        let sid = Sid::parse("AC0123456789abcdeffedcba9876543210");
+        let expected = Sid::new(SidKind::Account, 0x0123456789abcdeffedcba9876543210);
+        assert_eq!(sid, Some(expected), "every digit keeps its value and place");
+    }
+
+    #[test]
     fn sid_rejects_malformed_text() {
         let cases = [
             "",
@@ -185,6 +206,11 @@ mod tests {
             "AC0000000000000000000000005d130a2f0",
             "AC+000000000000000000000005d130a2f",
             "AC00000000000000000000000005d130aé",
+            "ACg000000000000000000000005d130a2f",
+            "AC00000000000000000000000005d130ag",
+            "AC0000000000000/00000000005d130a2f",
+            "AC0000000000000000:00000005d130a2f",
+            "AC00000000000000000`0000005d130a2f",
         ];
         for case in cases {
             assert_eq!(Sid::parse(case), None, "{case:?} must not parse");
