@@ -78,7 +78,7 @@ pub fn run(data_dir: &Path, anchors: &[String]) -> anyhow::Result<Verdict> {
     let anchors = parse_anchors(anchors)?;
     let store = open_data_dir(data_dir)?;
     let head = store.head();
-    let mut snapshots = store.snapshots()?;
+    let mut snapshots: Vec<_> = store.snapshots()?.collect();
     snapshots.sort_by_key(|snapshot| snapshot.seq);
 
     let mut out = Output::open(None)?;

@@ -63,6 +63,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// An iterator over raw stored events in sequence order.
 pub type RawEventIter<'a> = Box<dyn Iterator<Item = StoreResult<RawEvent>> + Send + 'a>;
 
+/// Projection snapshots in the order `EventStore::snapshots` gives them.
+pub type SnapshotIter<'a> = Box<dyn Iterator<Item = StoredSnapshot> + 'a>;
+
 /// A projection snapshot as stored: the sequence number it was taken at and
 /// its bytes.
 #[derive(Debug, Clone)]
@@ -110,8 +113,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// drops all but the newest few.
     fn save_snapshot(&self, seq: u64, bytes: &[u8]) -> StoreResult<()>;
 
-    /// Snapshots, newest first (at most the few that are kept).
-    fn snapshots(&self) -> StoreResult<Vec<StoredSnapshot>>;
+    /// Snapshots, newest first (at most the few that are kept). Each is
+    /// read and checked only when the iterator reaches it, so a start that
+    /// takes the newest reads no other; an unreadable one is logged and
+    /// skipped.
+    fn snapshots(&self) -> StoreResult<SnapshotIter<'_>>;
 
     /// Bytes the log takes on disk.
     fn size_on_disk(&self) -> u64;

@@ -46,7 +46,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::ids::{Sid, SID_CHARS};
 use crate::store::envelope::{seal, PendingEvent, RawEvent};
 use crate::store::journal::{Appended, Journal, JOURNAL_BYTES};
-use crate::store::{ChainHead, EventStore, RawEventIter, StoreError, StoreResult, StoredSnapshot};
+use crate::store::{ChainHead, EventStore, RawEventIter, SnapshotIter, StoreError, StoreResult};
 
 mod redo;
 mod snapshots;
@@ -526,8 +526,11 @@ impl EventStore for SledStore {
         Ok(())
     }
 
-    fn snapshots(&self) -> StoreResult<Vec<StoredSnapshot>> {
-        guard_read("the snapshots tree", || self.read_snapshots())
+    fn snapshots(&self) -> StoreResult<SnapshotIter<'_>> {
+        let headers = guard_read("the snapshots tree", || self.snapshot_headers())?;
+        Ok(Box::new(
+            headers.into_iter().filter_map(|(seq, header)| self.load_snapshot(seq, &header)),
+        ))
     }
 
     fn size_on_disk(&self) -> u64 {

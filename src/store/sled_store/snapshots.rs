@@ -1,22 +1,25 @@
 //! Reading projection snapshots back from the `snapshots` tree.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use sha2::{Digest, Sha256};
 
 use super::{read_u64, SledStore, SNAPSHOT_HEADER_INDEX};
 use crate::store::{StoreResult, StoredSnapshot};
 
 impl SledStore {
-    pub(super) fn read_snapshots(&self) -> StoreResult<Vec<StoredSnapshot>> {
-        let mut found = Vec::new();
-        for (seq, header) in self.snapshot_headers()? {
-            match self.read_snapshot(seq, &header) {
-                Ok(bytes) => found.push(StoredSnapshot { seq, bytes }),
-                Err(reason) => {
-                    tracing::warn!(seq, %reason, "skipping an unreadable projection snapshot");
-                }
+    /// Reads one snapshot, or logs why it is unreadable and returns `None`.
+    /// sled may panic on a corrupt page, which counts as unreadable.
+    pub(super) fn load_snapshot(&self, seq: u64, header: &[u8]) -> Option<StoredSnapshot> {
+        let read = catch_unwind(AssertUnwindSafe(|| self.read_snapshot(seq, header)))
+            .unwrap_or_else(|_| Err("sled panicked while reading it".into()));
+        match read {
+            Ok(bytes) => Some(StoredSnapshot { seq, bytes }),
+            Err(reason) => {
+                tracing::warn!(seq, %reason, "skipping an unreadable projection snapshot");
+                None
             }
         }
-        Ok(found)
     }
 }
 
