@@ -45,6 +45,9 @@ pub type SipNameKey = (String, String);
 /// sid) and the key.
 pub type IdempotencyKey = (String, String);
 
+/// Buffer between the state's encoder and the hasher in `state_hash`.
+const STATE_HASH_BUFFER_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// Sequence number of the last event folded in.
@@ -502,9 +505,14 @@ impl State {
     /// SHA-256 over the snapshot encoding, lower-case hex. It covers every
     /// stored view, and the indexes are derived from them. Equal states give
     /// equal hashes whatever order they were built in, because every map
-    /// iterates in key order.
+    /// iterates in key order. The encoding streams into the hasher, since at
+    /// a million postings it is over 100 MiB.
     pub fn state_hash(&self) -> String {
-        hex::encode(Sha256::digest(self.encode()))
+        let mut hasher = Sha256::new();
+        let buffered = std::io::BufWriter::with_capacity(STATE_HASH_BUFFER_BYTES, &mut hasher);
+        // Writing into a hasher cannot fail, and the state serializes.
+        self.encode_into(buffered).expect("the state streams into the hasher");
+        hex::encode(hasher.finalize())
     }
 }
 

@@ -38,6 +38,14 @@ impl State {
         encoded.expect("projection state serializes")
     }
 
+    /// Writes the bytes `encode` returns to `out` as they are produced, so
+    /// that hashing them needs no copy of the whole snapshot in memory.
+    pub fn encode_into(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        out.write_all(&SNAPSHOT_PREFIX)?;
+        postcard::to_io(self, &mut out).map_err(std::io::Error::other)?;
+        out.flush()
+    }
+
     /// Reads a snapshot of this build's format and rebuilds its indexes.
     pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
         let body = bytes.strip_prefix(&SNAPSHOT_PREFIX[..]).ok_or(SnapshotError::Format)?;
@@ -179,6 +187,13 @@ mod tests {
             fold(&mut state, actor, event);
         }
         state
+    }
+
+    #[test]
+    fn hash_streams_encoding() {
+        let state = state_with_postings(300);
+        let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(state.encode()));
+        assert_eq!(state.state_hash(), expected, "the streamed hash is the hash of the encoding");
     }
 
     #[test]
