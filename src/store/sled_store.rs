@@ -23,16 +23,17 @@
 //! it to the write-ahead journal (`journal.rs`) without syncing, and `sync`
 //! makes the journal durable with one `fdatasync`. So a batch is durable
 //! once a `sync` called after its `write` has returned. After a crash, sled
-//! recovers a prefix of the written batches (its background flusher writes
-//! every 500 ms), and `open` redoes every journaled batch past sled's head.
+//! holds what its background flusher (every 500 ms by default) and the
+//! last `sync_files` wrote, and `open` repairs the rest as described above.
 //!
 //! sled itself is made durable by `sync_files`: sled's `flush`, then
 //! `sync_all` on its `db` file and on each blob file not yet synced. The
 //! `sync_all` calls are needed because sled 0.34.7's `flush` uses
 //! `sync_file_range`, which does not make file metadata durable and skips
-//! the blob files that contain oversized nodes. `sync_files` runs at open, after a snapshot is saved, and in a `write` whose
-//! record does not fit the active journal file (before the other file takes
-//! over) or is larger than a whole file. Such a `write` returns with its
+//! the blob files that contain oversized nodes. `sync_files` runs at open,
+//! after a snapshot is saved, and in a `write` whose record does not fit
+//! the active journal file (before the other file takes over) or is larger
+//! than a whole file. Such a `write` returns with its
 //! batch and every earlier one already durable.
 
 use std::collections::{HashMap, HashSet};
