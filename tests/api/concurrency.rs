@@ -1,6 +1,7 @@
 //! Postings sent at the same time: no lost update, the prepaid guard holds
 //! exactly, and one reference or `Idempotency-Key` posts once, including
-//! when identical requests meet in one writer batch.
+//! when identical requests meet in one writer batch. The service stays ready
+//! while postings flow.
 
 use futures_util::future::join_all;
 use reqwest::Method;
@@ -197,4 +198,37 @@ async fn mixed_references_across_accounts() {
     let first_balance = decimal(&balance_amount(&server, &auth, &first).await);
     let second_balance = decimal(&balance_amount(&server, &auth, &second).await);
     assert_eq!(first_balance + second_balance, Decimal::from(10), "ten postings in all");
+}
+
+#[tokio::test]
+async fn ready_during_postings() {
+    let server = Server::start().await;
+    let (developer, account) = developer_with_account(&server, "ready01").await;
+    let auth = developer.auth();
+    const CLIENTS: usize = 8;
+    const POSTINGS_PER_CLIENT: usize = 40;
+
+    // Readiness is polled while the clients post, so that polls land
+    // between a batch's sync and the publication of its state.
+    let posting = async {
+        let clients = (0..CLIENTS).map(|_| async {
+            for _ in 0..POSTINGS_PER_CLIENT {
+                top_up(&server, &auth, &account, "1.00").await;
+            }
+        });
+        join_all(clients).await;
+    };
+    let polling = async {
+        let mut statuses = Vec::new();
+        for _ in 0..(CLIENTS * POSTINGS_PER_CLIENT) {
+            statuses.push(server.get("/readyz", &Auth::None).await.status);
+        }
+        statuses
+    };
+    let ((), statuses) = tokio::join!(posting, polling);
+
+    let not_ready = statuses.iter().filter(|status| **status != 200).count();
+    assert_eq!(not_ready, 0, "readiness polls that were not 200 out of {}", statuses.len());
+    let expected = format!("{}.00", CLIENTS * POSTINGS_PER_CLIENT);
+    assert_eq!(balance_amount(&server, &auth, &account).await, expected, "every posting landed");
 }
