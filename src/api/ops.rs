@@ -12,12 +12,10 @@ pub async fn healthz() -> Reply {
     Reply::ok("Health", json!({"status": "ok"}))
 }
 
-/// The log is open, the projections are caught up, and the writer accepts
-/// writes. The server only starts listening after recovery, so the first
-/// two hold whenever it responds, and readiness is the writer's health.
-/// `last_seq` and `log_head` are shown for operators. Under write load the
-/// durable head runs ahead of the published state for the moment between
-/// a sync and the publication that follows it, so the two are not compared.
+/// Reports ready while the writer accepts writes: the server listens only
+/// after recovery, so the projections have caught up whenever it responds.
+/// The durable head runs ahead of the published state between a sync and
+/// its publication, so the two are shown but not compared.
 pub async fn readyz(app: web::Data<AppState>) -> Reply {
     let state = app.ledger.state();
     let head = app.ledger.store.head();
