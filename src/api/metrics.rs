@@ -216,7 +216,7 @@ fn encode_ledger(out: &mut String, app: &AppState) {
     counter(
         out,
         "subledger_writer_batches_total",
-        "Batches the writer decided, with or without events to append.",
+        "Group commits: the written batches made durable by one sync, or answered together when none wrote events.",
         load(&stats.batches),
     );
     counter(
@@ -240,7 +240,7 @@ fn encode_ledger(out: &mut String, app: &AppState) {
         out,
         "subledger_writer_batch_size_commands",
         "histogram",
-        "Commands per writer batch.",
+        "Commands per group commit.",
     );
     let histogram = Histogram {
         bounds: batch_bounds.collect(),
@@ -257,7 +257,7 @@ fn encode_ledger(out: &mut String, app: &AppState) {
         out,
         "subledger_commit_duration_seconds",
         "histogram",
-        "Time to append a batch to the log and make it durable.",
+        "Time of the one sync that makes a group commit durable.",
     );
     let histogram = Histogram {
         bounds: commit_bounds.iter().map(|m| seconds(*m)).collect(),
