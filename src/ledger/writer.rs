@@ -245,6 +245,9 @@ struct Committer {
     stats: Arc<WriterStats>,
     config: WriterConfig,
     snapshot_running: Arc<AtomicBool>,
+    /// Set at the first group whose write or sync failed. The states of
+    /// later groups may contain the failed batches, so none is published.
+    stopped: bool,
 }
 
 /// A decided command waiting for the batch's commit.
@@ -266,6 +269,7 @@ impl Writer {
             stats: self.stats.clone(),
             config: self.config.clone(),
             snapshot_running: Arc::new(AtomicBool::new(false)),
+            stopped: false,
         };
         let committer = std::thread::Builder::new()
             .name("ledger-commit".into())
@@ -388,7 +392,7 @@ fn unknown_outcome_error(error: &str) -> DomainError {
 }
 
 impl Committer {
-    fn run(self) {
+    fn run(mut self) {
         while let Ok(first) = self.receiver.recv() {
             let mut group = vec![first];
             while let Ok(next) = self.receiver.try_recv() {
@@ -400,14 +404,15 @@ impl Committer {
 
     /// Syncs the log once for a group of written batches, then publishes
     /// the newest state and replies to every command in order.
-    fn commit(&self, group: Vec<Written>) {
+    fn commit(&mut self, group: Vec<Written>) {
         let commands: usize = group.iter().map(|written| written.decided.len()).sum();
         let seqs = group.iter().filter_map(|written| written.seqs);
         let first_seq = seqs.clone().map(|(first, _)| first).min();
         let last_seq = seqs.map(|(_, last)| last).max();
 
         let mut sync_error = None;
-        if let (Some(first_seq), Some(last_seq)) = (first_seq, last_seq) {
+        // After a failure nothing is synced: every reply is an error.
+        if let (false, Some(first_seq), Some(last_seq)) = (self.stopped, first_seq, last_seq) {
             let started = Instant::now();
             let synced = self.store.sync();
             let commit_micros = Some(started.elapsed().as_micros() as u64);
@@ -438,14 +443,21 @@ impl Committer {
 
         // Publish the newest state whose batches all became durable. After
         // any failure nothing more is published.
-        let healthy = sync_error.is_none() && group.iter().all(|w| w.write_error.is_none());
+        let healthy =
+            !self.stopped && sync_error.is_none() && group.iter().all(|w| w.write_error.is_none());
+        let earlier_failure = self.stopped.then(|| "an earlier batch failed".to_string());
+        self.stopped = !healthy;
         if healthy {
             if let Some(newest) = group.last() {
                 self.published.store(newest.state.clone());
             }
         }
         for written in group {
-            let failure = written.write_error.as_deref().or(sync_error.as_deref());
+            let failure = written
+                .write_error
+                .as_deref()
+                .or(sync_error.as_deref())
+                .or(earlier_failure.as_deref());
             for entry in written.decided {
                 let result = match failure {
                     Some(error) if entry.wrote_events => Err(unknown_outcome_error(error)),
