@@ -128,6 +128,36 @@ impl Journal {
                 return Err(StoreError::Damaged(reason));
             }
         }
+        // Both files are created at the same size and never resized, so a
+        // shorter one was cut and its records past the cut are gone.
+        if lengths[0] != lengths[1] {
+            return Err(StoreError::Damaged(format!(
+                "the journal files in {} differ in size ({} and {} bytes), so one was \
+                 truncated and batches it held may be lost. Restore the data directory \
+                 from a backup",
+                dir.display(),
+                lengths[0],
+                lengths[1]
+            )));
+        }
+        // A torn header write leaves the file's records of the previous
+        // use. A record of a newer generation than the valid header's means
+        // the header was altered after the file took over.
+        for (index, header) in headers.iter().enumerate() {
+            if header.is_some() {
+                continue;
+            }
+            if let Some(found) = first_record_generation(&files[index])? {
+                if found > newest {
+                    return Err(StoreError::Damaged(format!(
+                        "journal file {} has an invalid header but holds records of \
+                         generation {found}, newer than generation {newest}. Restore the data \
+                         directory from a backup",
+                        paths[index].display()
+                    )));
+                }
+            }
+        }
         // Generation 0 is the one new files are created with, and it never
         // takes records.
         let active = file_index(newest);
@@ -207,7 +237,13 @@ fn create_missing(paths: &[PathBuf; 2], new_file_bytes: u64) -> StoreResult<()> 
     match (first.exists(), second.exists()) {
         (true, true) => return Ok(()),
         (false, false) => create_file(second, new_file_bytes)?,
-        (false, true) if read_header(&open_file(second)?)? == Some(0) => {}
+        (false, true) if read_header(&open_file(second)?)? == Some(0) => {
+            // Complete the pair at the size the first file was given.
+            let size = std::fs::metadata(second)?.len();
+            create_file(first, size)?;
+            let dir = first.parent().expect("journal files are inside the log directory");
+            return Ok(sync_dir(dir)?);
+        }
         (false, true) => return Err(missing_file(first, second)),
         (true, false) => return Err(missing_file(second, first)),
     }
@@ -332,6 +368,28 @@ fn read_records(file: &File, length: u64, generation: u64) -> StoreResult<Vec<Ve
                 offset += record_bytes;
             }
             Ok(Err(RecordEnd::OtherGeneration)) => return Ok(records),
+            Ok(Err(RecordEnd::Torn)) => {
+                // A write torn by a crash was never synced, so never
+                // acknowledged. After a power loss, records written after it
+                // may have reached the disk, unsynced too. A synced record
+                // that was damaged later looks the same, so say how much
+                // follows.
+                let following = valid_records_after(&bytes, offset, generation);
+                if following == 0 {
+                    tracing::info!(generation, offset, "ignoring the journal's torn last record");
+                } else {
+                    tracing::warn!(
+                        generation,
+                        offset,
+                        following,
+                        "a journal record fails its CRC-32 and valid records follow it; all \
+                         of them are ignored. After a power loss none of them was \
+                         acknowledged; otherwise the journal was damaged and acknowledged \
+                         batches from this record on are lost"
+                    );
+                }
+                return Ok(records);
+            }
             Ok(Err(end)) => {
                 // Only a write that was never synced, and so never
                 // acknowledged, can end this way.
@@ -347,6 +405,53 @@ fn read_records(file: &File, length: u64, generation: u64) -> StoreResult<Vec<Ve
             }
         }
     }
+}
+
+/// Counts the records of `generation` that decode one after another after
+/// the torn record at `offset`, using the torn record's stated length.
+fn valid_records_after(bytes: &[u8], offset: usize, generation: u64) -> usize {
+    let Some(header) = bytes.get(offset..offset + RECORD_HEADER_BYTES) else {
+        return 0;
+    };
+    let payload_length = u32::from_be_bytes(header[12..16].try_into().expect("4 bytes"));
+    let mut next = offset + RECORD_HEADER_BYTES + payload_length as usize;
+    let mut count = 0;
+    while let Some(rest) = bytes.get(next..) {
+        match decode_record(rest, generation) {
+            Ok(Ok((_, record_bytes))) => {
+                count += 1;
+                next += record_bytes;
+            }
+            _ => break,
+        }
+    }
+    count
+}
+
+/// The generation of a file's first record, if one with a valid CRC-32 is
+/// there.
+fn first_record_generation(file: &File) -> std::io::Result<Option<u64>> {
+    let mut header = [0; RECORD_HEADER_BYTES];
+    match file.read_exact_at(&mut header, RECORDS_START) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error),
+    }
+    let generation = u64::from_be_bytes(header[4..12].try_into().expect("8 bytes"));
+    let payload_length = u32::from_be_bytes(header[12..16].try_into().expect("4 bytes"));
+    let record_end = RECORDS_START + (RECORD_HEADER_BYTES as u64) + u64::from(payload_length);
+    if record_end > file.metadata()?.len() {
+        return Ok(None);
+    }
+    let mut record = vec![0; RECORD_HEADER_BYTES + payload_length as usize];
+    match file.read_exact_at(&mut record, RECORDS_START) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error),
+    }
+    let crc = u32::from_be_bytes(header[..4].try_into().expect("4 bytes"));
+    let valid = generation != 0 && crc32fast::hash(&record[4..]) == crc;
+    Ok(valid.then_some(generation))
 }
 
 type Decoded = Result<(Vec<JournalEvent>, usize), RecordEnd>;

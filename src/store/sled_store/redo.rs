@@ -29,7 +29,8 @@ impl SledStore {
             let raw = RawEvent::from_stored(seq, &value)?;
             if seq != expected.seq + 1 || raw.prev_hash != expected.hash || !raw.hash_is_valid() {
                 return Err(StoreError::Damaged(format!(
-                    "event {seq} lies past the chain head {} in meta but does not continue the                      chain from it. The data directory was altered; restore it from a backup",
+                    "event {seq} lies past the chain head {} in meta but does not continue the \
+                     chain from it. The data directory was altered; restore it from a backup",
                     head.seq
                 )));
             }

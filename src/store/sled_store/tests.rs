@@ -385,3 +385,33 @@ fn unchained_leftover_damaged() {
     let message = damage_message(reopen(store, dir.path()));
     assert!(message.contains("event 3"), "the message names the event: {message}");
 }
+
+#[test]
+fn truncated_journal_damaged() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    let kept_head = store.append(&source.batch(2)).expect("append");
+    journal_only(&store, &source.batch(2), kept_head.hash);
+    let active = store.state().journal.active_file();
+    active.set_len(JOURNAL_BYTES / 2).expect("cut the active journal file");
+    drop(active);
+
+    let message = damage_message(reopen(store, dir.path()));
+    assert!(message.contains("differ in size"), "the message says why: {message}");
+}
+
+#[test]
+fn altered_journal_header_damaged() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    let kept_head = store.append(&source.batch(2)).expect("append");
+    journal_only(&store, &source.batch(2), kept_head.hash);
+    let active = store.state().journal.active_file();
+    active.write_all_at(b"x", 0).expect("alter the header's magic");
+    drop(active);
+
+    let message = damage_message(reopen(store, dir.path()));
+    assert!(message.contains("invalid header"), "the message says why: {message}");
+}
