@@ -56,8 +56,13 @@ mod tests;
 
 use snapshots::snapshot_key;
 
-/// Written under `meta/format` when a log is created.
-const FORMAT_NAME: &[u8] = b"subledger-log-v1";
+/// Written under `meta/format` when a log is created or upgraded. Version 2
+/// keeps acknowledged batches in the journal until sled flushes them, so a
+/// build that reads only sled must not open it, and refuses the name.
+const FORMAT_NAME: &[u8] = b"subledger-log-v2";
+/// The format of logs written before the journal: every batch was in sled
+/// once acknowledged, so such a log opens as version 2 without change.
+const FORMAT_NAME_V1: &[u8] = b"subledger-log-v1";
 const META_FORMAT: &str = "format";
 /// `meta/head`: the newest sequence number (u64 BE) and its hash.
 const META_HEAD: &str = "head";
@@ -200,6 +205,10 @@ impl SledStore {
 
             match meta.get(META_FORMAT)? {
                 Some(format) if format.as_ref() == FORMAT_NAME => {}
+                Some(format) if format.as_ref() == FORMAT_NAME_V1 => {
+                    meta.insert(META_FORMAT, FORMAT_NAME)?;
+                    tracing::info!("upgraded the log's format from version 1 to version 2");
+                }
                 Some(_) => {
                     return Err(StoreError::Damaged("unknown log format in meta".into()));
                 }

@@ -415,3 +415,27 @@ fn altered_journal_header_damaged() {
     let message = damage_message(reopen(store, dir.path()));
     assert!(message.contains("invalid header"), "the message says why: {message}");
 }
+
+#[test]
+fn version_one_log_upgraded() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let head = store.append(&Source::new().batch(2)).expect("append");
+    store.meta.insert(META_FORMAT, FORMAT_NAME_V1).expect("mark the log as version 1");
+
+    let store = reopen(store, dir.path()).expect("reopen a version 1 log");
+    assert_eq!(store.head(), head, "head kept");
+    let format = store.meta.get(META_FORMAT).expect("read the format").expect("a format");
+    assert_eq!(format.as_ref(), FORMAT_NAME, "the format is version 2");
+}
+
+#[test]
+fn unknown_format_damaged() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    store.append(&Source::new().batch(1)).expect("append");
+    store.meta.insert(META_FORMAT, &b"subledger-log-v9"[..]).expect("mark an unknown format");
+
+    let message = damage_message(reopen(store, dir.path()));
+    assert!(message.contains("unknown log format"), "the message says why: {message}");
+}
