@@ -60,8 +60,8 @@ fn live_bytes() -> usize {
     LIVE_BYTES.load(Ordering::Relaxed)
 }
 
-/// CPU time this thread has used, in seconds. Wall time says little on a
-/// shared machine, where other processes take turns on the cores.
+/// Returns the CPU time this thread has used, in seconds. Wall time varies
+/// on a shared machine, where other processes take turns on the cores.
 fn thread_cpu_seconds() -> f64 {
     let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `time` is a valid `timespec` for the call to fill in.

@@ -141,9 +141,9 @@ enum Commands {
 const LOG_QUEUE_LINES: usize = 65_536;
 
 /// Sets up logging to standard error. A server logs a line per request, so
-/// its lines go through a thread of their own that writes them in batches
-/// instead of making a system call per line on a request thread; the
-/// returned guard writes out what is queued when it is dropped. The other
+/// its lines go through a thread of their own that writes them in batches,
+/// instead of a system call per line on a request thread. The returned
+/// guard writes out what is queued when it is dropped. The other
 /// commands log a few lines beside progress bars and write directly.
 fn init_logging(background: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

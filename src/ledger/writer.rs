@@ -7,10 +7,10 @@
 //! whole batch to the log in one atomic write and hands it to the committer
 //! thread.
 //!
-//! The committer makes batches durable: it takes every batch handed over
-//! since its last sync, syncs the log once for all of them (group commit),
-//! publishes the newest of their states to readers, and only then replies
-//! to their commands, in order. While it waits for the disk, the writer
+//! The committer makes batches durable. It takes every batch handed over
+//! since its last sync and syncs the log once for all of them (group
+//! commit). Then it publishes the newest of their states to readers and
+//! replies to their commands, in order. While it waits for the disk, the writer
 //! decides and writes the next batch, so deciding and syncing overlap. No
 //! reply is sent, and no state published, before every batch up to it is
 //! durable, so readers and clients never see an outcome that a crash could
@@ -300,7 +300,7 @@ impl Writer {
                 break;
             }
         }
-        // The committer answers every batch handed over before it exits.
+        // The committer replies to every batch handed over before it exits.
         drop(commits);
         if committer.join().is_err() {
             tracing::error!("the committer thread panicked");

@@ -86,8 +86,8 @@ pub fn reference_digest(developer: Sid, pay_method: u16, reference: &str) -> u64
     u64::from_be_bytes(first)
 }
 
-/// The smallest key with this digest: every key contains a transaction sid,
-/// and no transaction sid is below value 0.
+/// Returns the smallest key with this digest. Every key contains a
+/// transaction sid, and no transaction sid is below value 0.
 pub fn reference_range_start(digest: u64) -> ReferenceKey {
     (digest, Sid::new(SidKind::Transaction, 0))
 }

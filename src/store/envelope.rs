@@ -154,6 +154,7 @@ impl<'de> Visitor<'de> for BodyVisitor<'_> {
         let mut request_id = None;
         let mut idempotency = None;
         let mut data = None;
+
         while let Some(field) = map.next_key::<Field>()? {
             match field {
                 Field::Seq => set_once(&mut seq, "seq", map.next_value()?)?,
@@ -199,6 +200,7 @@ impl<'de> Visitor<'de> for BodyVisitor<'_> {
                 }
             }
         }
+
         Ok(BodyIn {
             seq: seq.ok_or_else(|| de::Error::missing_field("seq"))?,
             stream: stream.ok_or_else(|| de::Error::missing_field("stream"))?,

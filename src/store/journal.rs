@@ -370,10 +370,9 @@ fn read_records(file: &File, length: u64, generation: u64) -> StoreResult<Vec<Ve
             Ok(Err(RecordEnd::OtherGeneration)) => return Ok(records),
             Ok(Err(RecordEnd::Torn)) => {
                 // A write torn by a crash was never synced, so never
-                // acknowledged. After a power loss, records written after it
-                // may have reached the disk, unsynced too. A synced record
-                // that was damaged later looks the same, so say how much
-                // follows.
+                // acknowledged. After a power loss, unsynced records written
+                // after it may be on disk too. A synced record damaged later
+                // looks the same, so the warning counts the records after it.
                 let following = valid_records_after(&bytes, offset, generation);
                 if following == 0 {
                     tracing::info!(generation, offset, "ignoring the journal's torn last record");
@@ -428,8 +427,8 @@ fn valid_records_after(bytes: &[u8], offset: usize, generation: u64) -> usize {
     count
 }
 
-/// The generation of a file's first record, if one with a valid CRC-32 is
-/// there.
+/// Returns the generation of a file's first record, if that record has a
+/// valid CRC-32.
 fn first_record_generation(file: &File) -> std::io::Result<Option<u64>> {
     let mut header = [0; RECORD_HEADER_BYTES];
     match file.read_exact_at(&mut header, RECORDS_START) {

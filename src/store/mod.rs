@@ -115,7 +115,7 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Snapshots, newest first (at most the few that are kept). Each is
     /// read and checked only when the iterator reaches it, so a start that
-    /// takes the newest reads no other; an unreadable one is logged and
+    /// takes the newest reads no other. An unreadable one is logged and
     /// skipped.
     fn snapshots(&self) -> StoreResult<SnapshotIter<'_>>;
 

@@ -23,7 +23,7 @@
 //! it to the write-ahead journal (`journal.rs`) without syncing, and `sync`
 //! makes the journal durable with one `fdatasync`. So a batch is durable
 //! once a `sync` called after its `write` has returned. After a crash, sled
-//! holds what its background flusher (every 500 ms by default) and the
+//! contains what its background flusher (every 500 ms by default) and the
 //! last `sync_files` wrote, and `open` repairs the rest as described above.
 //!
 //! sled itself is made durable by `sync_files`: sled's `flush`, then

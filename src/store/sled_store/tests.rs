@@ -386,14 +386,21 @@ fn unchained_leftover_damaged() {
     assert!(message.contains("event 3"), "the message names the event: {message}");
 }
 
-#[test]
-fn truncated_journal_damaged() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SledStore::open(dir.path()).expect("open");
+/// Opens a log in `dir` with two events in sled and two more in the
+/// journal alone, and returns it with its active journal file.
+fn store_with_journaled_batch(dir: &Path) -> (SledStore, std::sync::Arc<File>) {
+    let store = SledStore::open(dir).expect("open");
     let mut source = Source::new();
     let kept_head = store.append(&source.batch(2)).expect("append");
     journal_only(&store, &source.batch(2), kept_head.hash);
     let active = store.state().journal.active_file();
+    (store, active)
+}
+
+#[test]
+fn truncated_journal_damaged() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (store, active) = store_with_journaled_batch(dir.path());
     active.set_len(JOURNAL_BYTES / 2).expect("cut the active journal file");
     drop(active);
 
@@ -404,11 +411,7 @@ fn truncated_journal_damaged() {
 #[test]
 fn altered_journal_header_damaged() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SledStore::open(dir.path()).expect("open");
-    let mut source = Source::new();
-    let kept_head = store.append(&source.batch(2)).expect("append");
-    journal_only(&store, &source.batch(2), kept_head.hash);
-    let active = store.state().journal.active_file();
+    let (store, active) = store_with_journaled_batch(dir.path());
     active.write_all_at(b"x", 0).expect("alter the header's magic");
     drop(active);
 
