@@ -19,8 +19,8 @@ use subledger::domain::ids::{Sid, SidKind};
 use subledger::ledger::{Command, CommandContext, Ledger, WriterConfig};
 use subledger::projection::State;
 use subledger::store::{
-    ChainHead, EventStore, PendingEvent, RawEvent, RawEventIter, SledStore, SnapshotIter,
-    StoreError, StoreResult,
+    ChainHead, EventStore, PendingEvent, RawEvent, RawEventIter, SledStore, SnapshotEncoder,
+    SnapshotIter, StoreError, StoreResult,
 };
 
 /// Delegates to a `SledStore`, except that `sync` fails once `failing` is set.
@@ -58,8 +58,8 @@ impl EventStore for FailingSync {
         self.inner.read_raw(seq)
     }
 
-    fn save_snapshot(&self, seq: u64, bytes: &[u8]) -> StoreResult<()> {
-        self.inner.save_snapshot(seq, bytes)
+    fn save_snapshot(&self, seq: u64, encode: &mut SnapshotEncoder<'_>) -> StoreResult<u64> {
+        self.inner.save_snapshot(seq, encode)
     }
 
     fn snapshots(&self) -> StoreResult<SnapshotIter<'_>> {

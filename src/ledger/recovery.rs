@@ -228,11 +228,10 @@ fn check_link(raw: &RawEvent, prev_hash: &[u8; 32]) -> Result<RecordedEvent, Rec
 /// snapshot only costs a longer replay at the next start.
 pub fn write_snapshot(store: &dyn EventStore, state: &State) {
     let started = Instant::now();
-    let bytes = state.encode();
-    match store.save_snapshot(state.last_seq, &bytes) {
-        Ok(()) => tracing::info!(
+    match store.save_snapshot(state.last_seq, &mut |out| state.encode_into(out)) {
+        Ok(bytes) => tracing::info!(
             seq = state.last_seq,
-            bytes = bytes.len(),
+            bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "projection snapshot written"
         ),

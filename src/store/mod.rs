@@ -66,6 +66,10 @@ pub type RawEventIter<'a> = Box<dyn Iterator<Item = StoreResult<RawEvent>> + Sen
 /// Projection snapshots in the order `EventStore::snapshots` gives them.
 pub type SnapshotIter<'a> = Box<dyn Iterator<Item = StoredSnapshot> + 'a>;
 
+/// Writes a snapshot's bytes to the writer it is given; see
+/// `EventStore::save_snapshot`.
+pub type SnapshotEncoder<'a> = dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()> + 'a;
+
 /// A projection snapshot as stored: the sequence number it was taken at and
 /// its bytes.
 #[derive(Debug, Clone)]
@@ -110,8 +114,11 @@ pub trait EventStore: Send + Sync + 'static {
     fn read_raw(&self, seq: u64) -> StoreResult<Option<RawEvent>>;
 
     /// Stores a projection snapshot taken after event `seq`, durably, and
-    /// drops all but the newest few.
-    fn save_snapshot(&self, seq: u64, bytes: &[u8]) -> StoreResult<()>;
+    /// drops all but the newest few. `encode` writes the snapshot's bytes
+    /// to the writer it is given, which stores them as they come, so the
+    /// whole snapshot is never in memory at once. Returns the snapshot's
+    /// length in bytes.
+    fn save_snapshot(&self, seq: u64, encode: &mut SnapshotEncoder<'_>) -> StoreResult<u64>;
 
     /// Snapshots, newest first (at most the few that are kept). Each is
     /// read and checked only when the iterator reaches it, so a start that

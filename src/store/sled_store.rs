@@ -42,12 +42,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use sha2::{Digest, Sha256};
-
 use crate::domain::ids::{Sid, SID_CHARS};
 use crate::store::envelope::{seal, PendingEvent, RawEvent};
 use crate::store::journal::{Appended, Journal, JOURNAL_BYTES};
-use crate::store::{ChainHead, EventStore, RawEventIter, SnapshotIter, StoreError, StoreResult};
+use crate::store::{
+    ChainHead, EventStore, RawEventIter, SnapshotEncoder, SnapshotIter, StoreError, StoreResult,
+};
 
 mod redo;
 mod snapshots;
@@ -501,39 +501,15 @@ impl EventStore for SledStore {
         })
     }
 
-    fn save_snapshot(&self, seq: u64, bytes: &[u8]) -> StoreResult<()> {
-        let mut batch = sled::Batch::default();
-        let chunks: Vec<&[u8]> = bytes.chunks(SNAPSHOT_CHUNK_BYTES).collect();
-        for (index, chunk) in chunks.iter().enumerate() {
-            let index = u32::try_from(index).expect("a snapshot has fewer than 2^32 chunks");
-            batch.insert(snapshot_key(seq, index).as_slice(), *chunk);
-        }
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let mut header = Vec::with_capacity(44);
-        let chunk_count = u32::try_from(chunks.len()).expect("chunk count fits in u32");
-        header.extend_from_slice(&chunk_count.to_be_bytes());
-        header.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-        header.extend_from_slice(&digest);
-        batch.insert(snapshot_key(seq, SNAPSHOT_HEADER_INDEX).as_slice(), header);
-        self.snapshots.apply_batch(batch)?;
+    fn save_snapshot(&self, seq: u64, encode: &mut SnapshotEncoder<'_>) -> StoreResult<u64> {
+        let (header, length) = self.write_snapshot_chunks(seq, encode)?;
+        // The header goes in last: until it is durable the chunks belong to
+        // no snapshot, and a crash before then leaves only chunks that the
+        // next save removes.
+        self.snapshots.insert(snapshot_key(seq, SNAPSHOT_HEADER_INDEX), header)?;
         self.sync_files()?;
-
-        // Drop the older snapshots beyond the ones kept.
-        let kept: Vec<u64> = self.snapshot_headers()?.into_iter().map(|(seq, _)| seq).collect();
-        let mut removal = sled::Batch::default();
-        let mut removed_any = false;
-        for old in kept.iter().skip(SNAPSHOTS_KEPT) {
-            for entry in self.snapshots.scan_prefix(old.to_be_bytes()) {
-                let (key, _) = entry?;
-                removal.remove(key);
-                removed_any = true;
-            }
-        }
-        if removed_any {
-            self.snapshots.apply_batch(removal)?;
-            self.sync_files()?;
-        }
-        Ok(())
+        self.drop_old_snapshots()?;
+        Ok(length)
     }
 
     fn snapshots(&self) -> StoreResult<SnapshotIter<'_>> {

@@ -502,7 +502,8 @@ async fn snapshot_start_matches_full_replay() {
     // one before it and warns.
     {
         let store = subledger::store::SledStore::open(&server.data_dir.join("log")).unwrap();
-        subledger::store::EventStore::save_snapshot(&store, 11, b"not a snapshot").unwrap();
+        let mut garbage = |out: &mut dyn std::io::Write| out.write_all(b"not a snapshot");
+        subledger::store::EventStore::save_snapshot(&store, 11, &mut garbage).unwrap();
     }
     let mut server = server.restart_and_wait().await;
     let logs = server.logs();
@@ -548,7 +549,7 @@ async fn older_snapshot_format_replayed() {
         let current = store.snapshots().unwrap().into_iter().find(|snapshot| snapshot.seq == 5);
         let bytes = current.expect("the snapshot at 5").bytes;
         assert_eq!(bytes[2], 5, "the state starts with its sequence number");
-        store.save_snapshot(5, &bytes[2..]).unwrap();
+        store.save_snapshot(5, &mut |out| out.write_all(&bytes[2..])).unwrap();
     }
     let mut server = server.restart_and_wait().await;
     let logs = server.logs();
