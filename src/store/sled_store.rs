@@ -545,8 +545,7 @@ impl EventStore for SledStore {
 
     /// Sums the sizes of the files in the log directory: sled's database,
     /// snapshot and blob files and the two preallocated journal files.
-    /// sled 0.34.7's own `size_on_disk` reported 447 bytes for a log whose
-    /// `db` file was 270 KB, so it is not used.
+    /// sled's own `size_on_disk` counts only its `db` file and blobs.
     fn size_on_disk(&self) -> u64 {
         directory_bytes(&self.path)
     }
