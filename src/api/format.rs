@@ -179,9 +179,16 @@ pub async fn edge(
         let route = response.request().match_pattern();
         metrics.record(route.as_deref(), &method, status, latency_us);
     }
+    // Every error response carries its `ApiError` (see
+    // `render_error_if_needed`), so its code names the rule that rejected
+    // the request. The message is not logged, because it echoes input.
+    let code = response.response().extensions().get::<ApiError>().map(|error| error.code);
     if response.status().is_server_error() {
         let cause = response.response().error().map(|error| error.to_string()).unwrap_or_default();
-        tracing::error!(%method, path = %original_path, status, latency_us, %request_id, %cause, "request completed");
+        let code = code.unwrap_or(crate::api::error::codes::INTERNAL);
+        tracing::error!(%method, path = %original_path, status, code, latency_us, %request_id, %cause, "request completed");
+    } else if let Some(code) = code {
+        tracing::info!(%method, path = %original_path, status, code, latency_us, %request_id, "request completed");
     } else {
         tracing::info!(%method, path = %original_path, status, latency_us, %request_id, "request completed");
     }

@@ -284,7 +284,7 @@ fn encode_ledger(out: &mut String, app: &AppState) {
     gauge(
         out,
         "subledger_log_size_bytes",
-        "Bytes the event log takes on disk.",
+        "Bytes of the files in the log directory, the write-ahead journal included.",
         ledger.store.size_on_disk(),
     );
     gauge(

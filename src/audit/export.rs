@@ -10,6 +10,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -146,8 +147,9 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 /// Rejects an output file inside the data directory, symbolic links
-/// resolved. Creating the output truncates any file of that name, and a
-/// failed export removes it, so `--output data/log/db` would destroy the log.
+/// resolved, and an existing output file that is a hard link to a file in
+/// it. Creating the output truncates any file of that name, and a failed
+/// export removes it, so `--output data/log/db` would destroy the log.
 fn check_output_outside(data_dir: &Path, output: &Path) -> anyhow::Result<()> {
     // A data directory that does not exist is reported by `open_data_dir`.
     let Ok(data_dir) = data_dir.canonicalize() else {
@@ -176,7 +178,44 @@ fn check_output_outside(data_dir: &Path, output: &Path) -> anyhow::Result<()> {
             data_dir.display()
         );
     }
+    if let Ok(target) = std::fs::metadata(&resolved) {
+        if let Some(same) = find_same_file(&data_dir, &target)? {
+            anyhow::bail!(
+                "--output {} is a hard link to {} inside the data directory {}, which contains \
+                 the event log and the keys. Write the export to a file outside it",
+                output.display(),
+                same.display(),
+                data_dir.display()
+            );
+        }
+    }
     Ok(())
+}
+
+/// Finds a file under `directory` that is the file `target` describes (the
+/// same device and inode), without following symbolic links.
+fn find_same_file(
+    directory: &Path,
+    target: &std::fs::Metadata,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+
+    let entries = std::fs::read_dir(directory)
+        .with_context(|| format!("failed to list {}", directory.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("failed to list {}", directory.display()))?;
+        let path = entry.path();
+        let metadata = std::fs::symlink_metadata(&path)
+            .with_context(|| format!("failed to read the metadata of {}", path.display()))?;
+        if metadata.is_dir() {
+            if let Some(found) = find_same_file(&path, target)? {
+                return Ok(Some(found));
+            }
+        } else if metadata.dev() == target.dev() && metadata.ino() == target.ino() {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
 }
 
 enum ExportError {

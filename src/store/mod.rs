@@ -126,6 +126,6 @@ pub trait EventStore: Send + Sync + 'static {
     /// skipped.
     fn snapshots(&self) -> StoreResult<SnapshotIter<'_>>;
 
-    /// Bytes the log takes on disk.
+    /// Bytes of the log's files on disk, the write-ahead journal included.
     fn size_on_disk(&self) -> u64;
 }

@@ -519,9 +519,32 @@ impl EventStore for SledStore {
         ))
     }
 
+    /// Sums the sizes of the files in the log directory: sled's database,
+    /// snapshot and blob files and the two preallocated journal files.
+    /// sled's own `size_on_disk` counts only its `db` file and blobs.
     fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        directory_bytes(&self.path)
     }
+}
+
+/// Sums the sizes of the regular files under `directory`, subdirectories
+/// included. A file removed while it is listed counts as zero bytes.
+fn directory_bytes(directory: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        if metadata.is_dir() {
+            total += directory_bytes(&entry.path());
+        } else if metadata.is_file() {
+            total += metadata.len();
+        }
+    }
+    total
 }
 
 /// Runs a read of sled, turning a panic inside sled into `Damaged` as

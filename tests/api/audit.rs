@@ -719,17 +719,26 @@ async fn export_output_inside_data_dir() {
     let db_file = server.data_dir.join("log/db");
     let db_bytes = std::fs::metadata(&db_file).expect("the log's db file").len();
 
-    // The log's own file, a key file name, a new file, and a path that
-    // reaches the log through `..`.
+    // The log's own file, a key file name, a new file, a path that
+    // reaches the log through `..`, and names outside the data directory
+    // for files inside it: a symbolic link and hard links.
     let dotted = server.data_dir.join("log/../log/db");
     let link = server.data_dir.with_file_name("export-link.csv");
     std::os::unix::fs::symlink(&db_file, &link).expect("link to the db file");
-    let cases: [(&str, PathBuf); 5] = [
+    let hard_db = server.data_dir.with_file_name("export-hard.csv");
+    std::fs::hard_link(&db_file, &hard_db).expect("hard link to the db file");
+    let hard_journal = server.data_dir.with_file_name("export-journal.csv");
+    let journal_file = server.data_dir.join("log/journal-0");
+    std::fs::hard_link(&journal_file, &hard_journal).expect("hard link to a journal file");
+    let journal_bytes = std::fs::read(&journal_file).expect("the journal file");
+    let cases: [(&str, PathBuf); 7] = [
         ("db file", db_file.clone()),
         ("key file", server.data_dir.join("platform.key")),
         ("new file", server.data_dir.join("export.csv")),
         ("dotted path", dotted),
         ("link outside", link),
+        ("hard link to db", hard_db),
+        ("hard link to journal", hard_journal),
     ];
     for (case, output) in &cases {
         let args = ["--format", "csv", "--output", output.to_str().unwrap()];
@@ -740,6 +749,8 @@ async fn export_output_inside_data_dir() {
 
     let db_after = std::fs::metadata(&db_file).expect("the db file is still there").len();
     assert_eq!(db_after, db_bytes, "the db file keeps its size");
+    let journal_after = std::fs::read(&journal_file).expect("the journal file is still there");
+    assert!(journal_after == journal_bytes, "the journal file keeps its bytes");
     assert!(!server.data_dir.join("export.csv").exists(), "no export inside the data directory");
     assert!(!server.data_dir.join("platform.key").exists(), "no key file created");
     assert_eq!(verified_state_hash(&server.data_dir), hash_before, "the log still verifies");

@@ -573,3 +573,44 @@ async fn body_on_read_rejected() {
     let empty = server.send(Method::GET, "/v1/accounts", &auth, Some(FORM), None, &[]).await;
     empty.expect(200);
 }
+
+/// Waits for the request log line of `request_id`.
+async fn request_log_line(server: &Server, request_id: &str) -> String {
+    let needle = format!("request_id={request_id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = server.logs();
+        let found =
+            logs.iter().find(|line| line.contains("request completed") && line.contains(&needle));
+        if let Some(line) = found {
+            return line.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no log line for {request_id}: {logs:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn rejected_request_logs_code() {
+    let server = Server::start().await;
+    let developer = server.developer("Acme").await;
+    let invalid = json!({"login_id": "ab", "password": "secret123"});
+    let cases = [
+        ("invalid login_id", Method::POST, "/v1/accounts", Some(invalid), 400, 20001),
+        ("unknown route", Method::GET, "/v1/nothing", None, 404, 20404),
+        ("wrong method", Method::PATCH, "/v1/accounts", None, 405, 20405),
+    ];
+    for (index, (case, method, path, body, status, code)) in cases.into_iter().enumerate() {
+        let request_id = format!("rejected-{index}");
+        let headers = [("x-request-id", request_id.as_str())];
+        let bytes = body.map(|body| serde_json::to_vec(&body).expect("JSON body"));
+        let content_type = bytes.as_ref().map(|_| JSON);
+        let reply =
+            server.send(method, path, &developer.auth(), content_type, bytes, &headers).await;
+        assert_eq!(reply.status, status, "{case}: status; body {}", reply.text);
+        assert_eq!(reply.json["code"], code, "{case}: code in the body");
+        let line = request_log_line(&server, &request_id).await;
+        assert!(line.contains(&format!("status={status}")), "{case}: status logged: {line}");
+        assert!(line.contains(&format!("code={code}")), "{case}: code logged: {line}");
+    }
+}
