@@ -40,8 +40,8 @@ enum Commands {
         /// snapshot and replays only the events after it. 0 disables them.
         #[arg(long, default_value_t = SNAPSHOT_INTERVAL_EVENTS_DEFAULT)]
         snapshot_interval: u64,
-        /// HTTP worker threads (default: one per CPU core).
-        #[arg(long)]
+        /// HTTP worker threads, at least 1 (default: one per CPU core).
+        #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         workers: Option<usize>,
     },
     /// Check a stopped service's data directory and print a summary.
@@ -140,6 +140,12 @@ enum Commands {
 /// wait for it. No line is ever dropped.
 const LOG_QUEUE_LINES: usize = 65_536;
 
+/// Log filter when `RUST_LOG` is unset. actix-http logs every request that
+/// is not valid HTTP/1.1 at ERROR, which lets any client fill the log with
+/// lines about its own mistakes. The response (400 or 431) stays the same.
+/// `RUST_LOG=info,actix_http=debug` shows them.
+const DEFAULT_LOG_FILTER: &str = "info,actix_http::h1::dispatcher=off";
+
 /// Sets up logging to standard error. A server logs a line per request, so
 /// its lines go through a thread of their own that writes them in batches,
 /// instead of a system call per line on a request thread. The returned
@@ -147,7 +153,7 @@ const LOG_QUEUE_LINES: usize = 65_536;
 /// commands log a few lines beside progress bars and write directly.
 fn init_logging(background: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     if !background {

@@ -183,6 +183,15 @@ impl SledStore {
     /// `journal_bytes` each when the directory has none.
     fn open_with_journal(path: &Path, journal_bytes: u64) -> StoreResult<SledStore> {
         std::fs::create_dir_all(path)?;
+        // sled writes `conf` before it creates `db`, so a `db` without a
+        // `conf` is no log of this store's, and sled would overwrite it.
+        if path.join("db").exists() && !path.join("conf").exists() {
+            return Err(StoreError::Damaged(
+                "it has a db file but no conf file, so it is no sled database; \
+                 the db file was left as it is"
+                    .into(),
+            ));
+        }
         let config = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)

@@ -11,9 +11,9 @@ use super::{read_u64, SledStore, SNAPSHOTS_KEPT, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_
 use crate::store::{SnapshotEncoder, StoreError, StoreResult, StoredSnapshot};
 
 /// Snapshot bytes written between two flushes of sled. A journal switch
-/// flushes sled while the writer waits; without these flushes it would
-/// have to write out most of a snapshot (145 MiB at 1,000,000 postings)
-/// first, and sled would hold all of it in memory until then.
+/// flushes sled while the writer waits. Without these flushes, that switch
+/// could have to write out most of a snapshot first (145 MiB at 1,000,000
+/// postings), and sled would keep all of it in memory until then.
 const SNAPSHOT_FLUSH_BYTES: u64 = 8 * 1024 * 1024;
 
 impl SledStore {
@@ -91,7 +91,7 @@ impl SledStore {
         let mut kept: Vec<u64> = headers.iter().take(SNAPSHOTS_KEPT).map(|(seq, _)| *seq).collect();
         kept.sort_unstable();
 
-        // Everything outside the kept snapshots' key ranges goes.
+        // Remove every key outside the kept snapshots' key ranges.
         let mut outside = Vec::with_capacity(kept.len() + 1);
         let mut lower = Bound::Unbounded;
         for seq in kept {
@@ -242,8 +242,6 @@ impl SledStore {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use crate::store::{EventStore, SledStore, StoreResult};
 
     /// Bytes of several chunks and a partial one, none of them alike.

@@ -442,3 +442,13 @@ fn unknown_format_damaged() {
     let message = damage_message(reopen(store, dir.path()));
     assert!(message.contains("unknown log format"), "the message says why: {message}");
 }
+
+#[test]
+fn foreign_db_file_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::write(dir.path().join("db"), b"hello").expect("write a foreign db file");
+    let message = damage_message(SledStore::open(dir.path()));
+    assert!(message.contains("no conf file"), "names the missing conf file: {message}");
+    let kept = std::fs::read(dir.path().join("db")).expect("read the db file");
+    assert_eq!(kept, b"hello", "the foreign file is left as it was");
+}
