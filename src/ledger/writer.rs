@@ -23,6 +23,7 @@
 //! the next start; clients retry postings with the same `refer_trans_id`
 //! and get the original back if it landed.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -486,7 +487,17 @@ impl Committer {
         let store = self.store.clone();
         let running = self.snapshot_running.clone();
         std::thread::spawn(move || {
-            crate::ledger::recovery::write_snapshot(store.as_ref(), &state);
+            // A panic must still clear `running`, or no snapshot would start
+            // again until a restart. sled may panic on a corrupt page.
+            let written = catch_unwind(AssertUnwindSafe(|| {
+                crate::ledger::recovery::write_snapshot(store.as_ref(), &state)
+            }));
+            if written.is_err() {
+                tracing::error!(
+                    seq = state.last_seq,
+                    "projection snapshot panicked; the next interval tries again"
+                );
+            }
             running.store(false, Ordering::Release);
         });
     }
