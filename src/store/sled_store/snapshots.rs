@@ -243,6 +243,7 @@ impl SledStore {
 #[cfg(test)]
 mod tests {
     use crate::store::{EventStore, SledStore, StoreResult};
+    use sha2::Digest;
 
     /// Bytes of several chunks and a partial one, none of them alike.
     fn sample(length: usize) -> Vec<u8> {
@@ -323,5 +324,96 @@ mod tests {
         assert_eq!(stored(&store), vec![(3, shorter)], "the second save replaces the first");
         let keys = store.snapshots.scan_prefix(3u64.to_be_bytes()).count();
         assert_eq!(keys, 2, "one chunk and the header");
+    }
+
+    #[test]
+    fn exact_chunk_multiple() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SledStore::open(dir.path()).expect("open the log");
+        let bytes = sample(super::SNAPSHOT_CHUNK_BYTES * 2);
+        save(&store, 4, &bytes).expect("save the snapshot");
+        assert_eq!(stored(&store), vec![(4, bytes)], "the snapshot reads back");
+        let keys = store.snapshots.scan_prefix(4u64.to_be_bytes()).count();
+        assert_eq!(keys, 3, "two full chunks and the header, no empty chunk");
+    }
+
+    #[test]
+    fn empty_output_read_back() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SledStore::open(dir.path()).expect("open the log");
+        let length = store.save_snapshot(9, &mut |_| Ok(())).expect("save the snapshot");
+        assert_eq!(length, 0, "returned length");
+        assert_eq!(stored(&store), vec![(9, Vec::new())], "an empty snapshot reads back");
+        assert_eq!(store.snapshots.len(), 1, "the header alone");
+    }
+
+    #[test]
+    fn failed_resave_keeps_older() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SledStore::open(dir.path()).expect("open the log");
+        let older = sample(30_000);
+        save(&store, 2, &older).expect("save a snapshot");
+        save(&store, 3, &sample(50_000)).expect("save a snapshot");
+        let failed = store.save_snapshot(3, &mut |out| {
+            out.write_all(&sample(super::SNAPSHOT_CHUNK_BYTES + 10))?;
+            Err(std::io::Error::other("encoding stopped"))
+        });
+        assert!(failed.is_err(), "the save reports the failure");
+        assert_eq!(stored(&store), vec![(2, older)], "the older snapshot still reads back");
+    }
+
+    #[test]
+    fn store_error_surfaces() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SledStore::open(dir.path()).expect("open the log");
+        let mut chunks = super::ChunkWriter {
+            store: &store,
+            seq: 1,
+            pending: Vec::new(),
+            next_index: super::SNAPSHOT_HEADER_INDEX - 1,
+            length: 0,
+            unflushed: 0,
+            digest: sha2::Sha256::new(),
+            failure: None,
+        };
+        let bytes = sample(super::SNAPSHOT_CHUNK_BYTES * 3);
+        let written = std::io::Write::write_all(&mut chunks, &bytes);
+        assert!(written.is_err(), "the write fails once the chunk indexes run out");
+        let failure = chunks.failure.take().map(|error| error.to_string());
+        assert!(
+            failure.is_some_and(|text| text.contains("too many chunks")),
+            "the store error is kept for the caller"
+        );
+        let keys = store.snapshots.len();
+        assert_eq!(keys, 1, "only the last index below the header's was used");
+    }
+
+    #[test]
+    fn interrupted_removal_cleaned() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SledStore::open(dir.path()).expect("open the log");
+        save(&store, 5, &sample(1000)).expect("save a snapshot");
+        save(&store, 6, &sample(1000)).expect("save a snapshot");
+        // Chunks of snapshot 1 without their header, as a removal that a
+        // crash interrupted after the header leaves them.
+        for index in 0..3 {
+            let key = super::snapshot_key(1, index);
+            store.snapshots.insert(key, sample(100)).expect("insert a chunk");
+        }
+        let seqs: Vec<u64> = stored(&store).into_iter().map(|(seq, _)| seq).collect();
+        assert_eq!(seqs, vec![6, 5], "chunks without a header are no snapshot");
+        save(&store, 7, &sample(1000)).expect("save a snapshot");
+        assert_eq!(key_seqs(&store), vec![6, 7], "the headerless chunks are removed");
+    }
+
+    #[test]
+    fn missing_chunk_skipped() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SledStore::open(dir.path()).expect("open the log");
+        let older = sample(20_000);
+        save(&store, 2, &older).expect("save a snapshot");
+        save(&store, 3, &sample(super::SNAPSHOT_CHUNK_BYTES * 3)).expect("save a snapshot");
+        store.snapshots.remove(super::snapshot_key(3, 1)).expect("remove a chunk");
+        assert_eq!(stored(&store), vec![(2, older)], "the incomplete snapshot is skipped");
     }
 }
