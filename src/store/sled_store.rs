@@ -5,7 +5,8 @@
 //! | `events`    | sequence, u64 big-endian, from 1      | stored event        |
 //! | `streams`   | stream id (34 bytes) ‖ version, u64 BE | sequence, u64 BE    |
 //! | `meta`      | name                                  | format, chain head  |
-//! | `snapshots` | sequence ‖ chunk index, u32 BE        | snapshot chunk      |
+//!
+//! Projection snapshots are files beside sled's (`snapshots.rs`).
 //!
 //! Big-endian keys make sled's byte order the numeric order. A write
 //! inserts each event's `events` row, then its `streams` row, and last the
@@ -30,8 +31,8 @@
 //! `sync_all` on its `db` file and on each blob file not yet synced. The
 //! `sync_all` calls are needed because sled 0.34.7's `flush` uses
 //! `sync_file_range`, which does not make file metadata durable and skips
-//! the blob files that contain oversized nodes. `sync_files` runs at open,
-//! after a snapshot is saved, and in a `write` whose record does not fit
+//! the blob files that contain oversized nodes. `sync_files` runs at open
+//! and in a `write` whose record does not fit
 //! the active journal file (before the other file takes over) or is larger
 //! than a whole file. Such a `write` returns with its
 //! batch and every earlier one already durable.
@@ -54,8 +55,6 @@ mod snapshots;
 #[cfg(test)]
 mod tests;
 
-use snapshots::snapshot_key;
-
 /// Written under `meta/format` when a log is created or upgraded. Version 2
 /// keeps acknowledged batches in the journal until sled flushes them, so a
 /// build that reads only sled must not open it, and refuses the name.
@@ -67,12 +66,6 @@ const META_FORMAT: &str = "format";
 /// `meta/head`: the newest sequence number (u64 BE) and its hash.
 const META_HEAD: &str = "head";
 
-/// Snapshot chunk size, far below the 128 KiB (segment size / 4) above
-/// which sled 0.34.7 writes a node to a separate blob file. Blob files that
-/// appear anyway are synced by `sync_new_blobs`.
-const SNAPSHOT_CHUNK_BYTES: usize = 16 * 1024;
-/// Chunk index of a snapshot's header: the largest, so it sorts last.
-const SNAPSHOT_HEADER_INDEX: u32 = u32::MAX;
 /// Size of sled's page cache, whose default is 1 GiB. The log is read
 /// once at start and then only appended to, so a small cache is enough:
 /// with 100,000 sub-accounts and 1,000,000 postings, 64 MiB lowered the
@@ -119,7 +112,6 @@ pub struct SledStore {
     events: sled::Tree,
     streams: sled::Tree,
     meta: sled::Tree,
-    snapshots: sled::Tree,
     path: PathBuf,
     db_file: File,
     write: Mutex<WriteState>,
@@ -206,11 +198,16 @@ impl SledStore {
             Ok(Err(error)) => return Err(StoreError::Damaged(error.to_string())),
             Err(_) => return Err(StoreError::Damaged("sled panicked while opening".into())),
         };
-        let (events, streams, meta, snapshots, head) = guard_read("the log's metadata", || {
+        let (events, streams, meta, head) = guard_read("the log's metadata", || {
             let events = db.open_tree("events")?;
             let streams = db.open_tree("streams")?;
             let meta = db.open_tree("meta")?;
-            let snapshots = db.open_tree("snapshots")?;
+            // Older builds kept snapshots as chunks in this tree. Without
+            // them the first start replays the whole log, once.
+            if db.tree_names().iter().any(|name| name.as_ref() == b"snapshots") {
+                db.drop_tree("snapshots")?;
+                tracing::info!("removed the projection snapshots an older build kept in sled");
+            }
 
             match meta.get(META_FORMAT)? {
                 Some(format) if format.as_ref() == FORMAT_NAME => {}
@@ -235,7 +232,7 @@ impl SledStore {
                     StoreError::Damaged("the chain head in meta is not 40 bytes".into())
                 })?,
             };
-            Ok((events, streams, meta, snapshots, head))
+            Ok((events, streams, meta, head))
         })?;
         let db_file = File::open(path.join("db"))?;
         let (journal, recovered) = Journal::open(path, journal_bytes)?;
@@ -244,7 +241,6 @@ impl SledStore {
             events,
             streams,
             meta,
-            snapshots,
             path: path.to_path_buf(),
             db_file,
             write: Mutex::new(WriteState {
@@ -511,25 +507,19 @@ impl EventStore for SledStore {
     }
 
     fn save_snapshot(&self, seq: u64, encode: &mut SnapshotEncoder<'_>) -> StoreResult<u64> {
-        let (header, length) = self.write_snapshot_chunks(seq, encode)?;
-        // The header goes in last: until it is durable the chunks belong to
-        // no snapshot, and a crash before then leaves only chunks that the
-        // next save removes.
-        self.snapshots.insert(snapshot_key(seq, SNAPSHOT_HEADER_INDEX), header)?;
-        self.sync_files()?;
+        let length = self.write_snapshot_file(seq, encode)?;
         self.drop_old_snapshots()?;
         Ok(length)
     }
 
     fn snapshots(&self) -> StoreResult<SnapshotIter<'_>> {
-        let headers = guard_read("the snapshots tree", || self.snapshot_headers())?;
-        Ok(Box::new(
-            headers.into_iter().filter_map(|(seq, header)| self.load_snapshot(seq, &header)),
-        ))
+        let files = self.snapshot_files()?;
+        Ok(Box::new(files.into_iter().filter_map(|(seq, path)| self.load_snapshot(seq, &path))))
     }
 
     /// Sums the sizes of the files in the log directory: sled's database,
-    /// snapshot and blob files and the two preallocated journal files.
+    /// snap and blob files, the two preallocated journal files and the
+    /// projection snapshots.
     /// sled's own `size_on_disk` counts only its `db` file and blobs.
     fn size_on_disk(&self) -> u64 {
         directory_bytes(&self.path)

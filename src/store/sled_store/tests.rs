@@ -452,3 +452,14 @@ fn foreign_db_file_refused() {
     let kept = std::fs::read(dir.path().join("db")).expect("read the db file");
     assert_eq!(kept, b"hello", "the foreign file is left as it was");
 }
+
+#[test]
+fn legacy_snapshot_tree_dropped() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open the log");
+    store.db.open_tree("snapshots").expect("create the tree").insert(b"k", b"v").expect("insert");
+    let store = reopen(store, dir.path()).expect("reopen the log");
+    let names = store.db.tree_names();
+    let kept = names.iter().any(|name| name.as_ref() == b"snapshots");
+    assert!(!kept, "the snapshots tree of an older build is removed");
+}
