@@ -10,7 +10,7 @@ use std::sync::Arc;
 use im::Vector;
 
 use super::keys::{reference_digest, ReferenceKey};
-use super::{PostingList, State, Transaction};
+use super::{PostingList, SortedRunMap, SortedRunSet, State, Transaction};
 use crate::domain::ids::Sid;
 
 /// Starts every snapshot encoding: a zero byte and the format version. An
@@ -56,10 +56,10 @@ impl State {
 }
 
 /// Builds the indexes over `state.transaction_order`, as folding the
-/// postings one by one would, but faster: each index is collected, sorted
-/// and inserted in key order, which keeps the B-tree path being filled in
-/// the cache. The nodes end about half full, because `im` splits a full
-/// node in the middle, where inserts in posting order leave them fuller.
+/// postings one by one would, but faster. Each index is collected and
+/// sorted. The two largest then become sorted runs as they are, and the
+/// others are inserted in key order, which keeps the B-tree path being
+/// filled in the cache.
 fn index_postings(state: &mut State) -> Result<(), String> {
     let developers: HashMap<Sid, Sid> =
         state.accounts.values().map(|account| (account.sid, account.developer)).collect();
@@ -82,10 +82,8 @@ fn index_postings(state: &mut State) -> Result<(), String> {
     }
 
     by_sid.sort_unstable_by_key(|(sid, _)| *sid);
-    if let Some(pair) = by_sid.windows(2).find(|pair| pair[0].0 == pair[1].0) {
-        return Err(format!("transaction {} is listed twice", pair[0].0));
-    }
-    state.transactions = by_sid.into_iter().collect();
+    state.transactions = SortedRunMap::from_sorted(by_sid)
+        .map_err(|sid| format!("transaction {sid} is listed twice"))?;
 
     // Keys with one digest are adjacent once sorted. Any two of them must
     // differ in developer, pay method or reference.
@@ -106,7 +104,8 @@ fn index_postings(state: &mut State) -> Result<(), String> {
             }
         }
     }
-    state.references = references.into_iter().collect();
+    state.references = SortedRunSet::from_sorted(references)
+        .map_err(|(_, sid)| format!("transaction {sid} is listed twice"))?;
 
     let mut by_account: Vec<(Sid, Vec<Sid>)> = by_account.into_iter().collect();
     by_account.sort_unstable_by_key(|(sid, _)| *sid);
