@@ -507,16 +507,17 @@ impl State {
         self.sip_names.remove(&sip_name_key(domain, name));
     }
 
-    /// SHA-256 over the snapshot encoding, lower-case hex. It covers every
-    /// stored view, and the indexes are derived from them. Equal states give
-    /// equal hashes whatever order they were built in, because every map
-    /// iterates in key order. The encoding streams into the hasher, since at
-    /// a million postings it is over 100 MiB.
+    /// SHA-256 over the canonical encoding (`encode_canonical_into`),
+    /// lower-case hex. It covers every view a snapshot stores, and the
+    /// indexes are derived from them. Equal states give equal hashes
+    /// whatever order they were built in, because every map iterates in key
+    /// order. The encoding streams into the hasher, since at a million
+    /// postings it is over 100 MiB.
     pub fn state_hash(&self) -> String {
         let mut hasher = Sha256::new();
         let buffered = std::io::BufWriter::with_capacity(STATE_HASH_BUFFER_BYTES, &mut hasher);
         // Writing into a hasher cannot fail, and the state serializes.
-        self.encode_into(buffered).expect("the state streams into the hasher");
+        self.encode_canonical_into(buffered).expect("the state streams into the hasher");
         hex::encode(hasher.finalize())
     }
 }

@@ -540,15 +540,18 @@ async fn older_snapshot_format_replayed() {
     wait_for_snapshot(&server, 5).await;
     server.stop();
 
-    // An older build wrote the state without the format prefix, starting
-    // with its sequence number.
+    // The previous build wrote format version 2: the prefix [0, 2] and the
+    // state in postcard, the encoding that the state hash still covers.
     {
         use subledger::store::EventStore;
         let store = subledger::store::SledStore::open(&server.data_dir.join("log")).unwrap();
         let current = store.snapshots().unwrap().into_iter().find(|snapshot| snapshot.seq == 5);
         let bytes = current.expect("the snapshot at 5").bytes;
-        assert_eq!(bytes[2], 5, "the state starts with its sequence number");
-        store.save_snapshot(5, &bytes[2..]).unwrap();
+        let state = subledger::projection::State::decode(&bytes).expect("the snapshot decodes");
+        let mut version_2 = Vec::new();
+        state.encode_canonical_into(&mut version_2).unwrap();
+        assert_eq!(version_2[..2], [0, 2], "the version 2 prefix");
+        store.save_snapshot(5, &version_2).unwrap();
     }
     let mut server = server.restart_and_wait().await;
     let logs = server.logs();
