@@ -14,7 +14,6 @@
 mod indexes;
 mod parallel;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -89,8 +88,8 @@ type SipViews = (
 
 /// The result of decoding one section.
 enum Section {
-    /// The core views, with each sub-account's developer.
-    Core(Box<CoreViews>, HashMap<Sid, Sid>),
+    /// The core views, with a table of their sub-accounts.
+    Core(Box<CoreViews>, indexes::AccountTable),
     Sip(Box<SipViews>),
     Transactions(Vec<Arc<Transaction>>),
 }
@@ -194,16 +193,14 @@ impl State {
         let mut runs = Vec::with_capacity(transaction_sections.len());
         for section in run_jobs(jobs) {
             match section? {
-                Section::Core(views, developers) => core = Some((views, developers)),
+                Section::Core(views, table) => core = Some((views, table)),
                 Section::Sip(views) => sip = Some(views),
                 Section::Transactions(run) => runs.push(run),
             }
         }
-        let (core, developers) = core.expect("the core section was decoded");
+        let (core, table) = core.expect("the core section was decoded");
         let sip = sip.expect("the SIP section was decoded");
-
-        let postings = indexes::Postings { runs: &runs, developers: &developers };
-        let indexes = indexes::build(postings).map_err(SnapshotError::Inconsistent)?;
+        let indexes = indexes::build(&runs, &table).map_err(SnapshotError::Inconsistent)?;
         let (
             last_seq,
             developers,
@@ -298,8 +295,8 @@ fn decode_section<T: DeserializeOwned>(section: &[u8]) -> Result<T, SnapshotErro
 
 fn decode_core(section: &[u8]) -> Result<Section, SnapshotError> {
     let views: Box<CoreViews> = Box::new(decode_section(section)?);
-    let developers = views.2.values().map(|account| (account.sid, account.developer)).collect();
-    Ok(Section::Core(views, developers))
+    let table = indexes::AccountTable::new(&views.2);
+    Ok(Section::Core(views, table))
 }
 
 fn decode_sip(section: &[u8]) -> Result<Section, SnapshotError> {
