@@ -5,7 +5,10 @@
 //! | `events`    | sequence, u64 big-endian, from 1      | stored event        |
 //! | `streams`   | stream id (34 bytes) ‖ version, u64 BE | sequence, u64 BE    |
 //! | `meta`      | name                                  | format, chain head  |
-//! | `snapshots` | sequence ‖ chunk index, u32 BE        | snapshot chunk      |
+//!
+//! Projection snapshots are files beside the database (`snapshots.rs`).
+//! Earlier builds kept them in a `snapshots` tree, which the first snapshot
+//! saved as a file removes.
 //!
 //! Big-endian keys make sled's byte order the numeric order. A write
 //! inserts each event's `events` row, then its `streams` row, and last the
@@ -31,18 +34,16 @@
 //! `sync_all` calls are needed because sled 0.34.7's `flush` uses
 //! `sync_file_range`, which does not make file metadata durable and skips
 //! the blob files that contain oversized nodes. `sync_files` runs at open,
-//! after a snapshot is saved, and in a `write` whose record does not fit
-//! the active journal file (before the other file takes over) or is larger
-//! than a whole file. Such a `write` returns with its
-//! batch and every earlier one already durable.
+//! after the sled snapshots of earlier builds are removed, and in a `write`
+//! whose record does not fit the active journal file (before the other file
+//! takes over) or is larger than a whole file. Such a `write` returns with
+//! its batch and every earlier one already durable.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-
-use sha2::{Digest, Sha256};
 
 use crate::domain::ids::{Sid, SID_CHARS};
 use crate::store::envelope::{seal, PendingEvent, RawEvent};
@@ -54,7 +55,7 @@ mod snapshots;
 #[cfg(test)]
 mod tests;
 
-use snapshots::snapshot_key;
+pub use snapshots::SnapshotFile;
 
 /// Written under `meta/format` when a log is created or upgraded. Version 2
 /// keeps acknowledged batches in the journal until sled flushes them, so a
@@ -67,21 +68,14 @@ const META_FORMAT: &str = "format";
 /// `meta/head`: the newest sequence number (u64 BE) and its hash.
 const META_HEAD: &str = "head";
 
-/// Snapshot chunk size, far below the 128 KiB (segment size / 4) above
-/// which sled 0.34.7 writes a node to a separate blob file. Blob files that
-/// appear anyway are synced by `sync_new_blobs`.
-const SNAPSHOT_CHUNK_BYTES: usize = 16 * 1024;
-/// Chunk index of a snapshot's header: the largest, so it sorts last.
-const SNAPSHOT_HEADER_INDEX: u32 = u32::MAX;
+/// The sled tree where earlier builds kept projection snapshots.
+const LEGACY_SNAPSHOT_TREE: &[u8] = b"snapshots";
 /// Size of sled's page cache, whose default is 1 GiB. The log is read
 /// once at start and then only appended to, so a small cache is enough:
 /// with 100,000 sub-accounts and 1,000,000 postings, 64 MiB lowered the
 /// server's RSS after a start from a snapshot from 1.48 GiB to 1.29 GiB,
 /// at the same start time.
 const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
-
-/// How many snapshots are kept; older ones are removed after a new one.
-const SNAPSHOTS_KEPT: usize = 2;
 
 struct WriteState {
     /// The newest event written, durable or not.
@@ -119,7 +113,6 @@ pub struct SledStore {
     events: sled::Tree,
     streams: sled::Tree,
     meta: sled::Tree,
-    snapshots: sled::Tree,
     path: PathBuf,
     db_file: File,
     write: Mutex<WriteState>,
@@ -197,11 +190,10 @@ impl SledStore {
             Ok(Err(error)) => return Err(StoreError::Damaged(error.to_string())),
             Err(_) => return Err(StoreError::Damaged("sled panicked while opening".into())),
         };
-        let (events, streams, meta, snapshots, head) = guard_read("the log's metadata", || {
+        let (events, streams, meta, head) = guard_read("the log's metadata", || {
             let events = db.open_tree("events")?;
             let streams = db.open_tree("streams")?;
             let meta = db.open_tree("meta")?;
-            let snapshots = db.open_tree("snapshots")?;
 
             match meta.get(META_FORMAT)? {
                 Some(format) if format.as_ref() == FORMAT_NAME => {}
@@ -226,7 +218,7 @@ impl SledStore {
                     StoreError::Damaged("the chain head in meta is not 40 bytes".into())
                 })?,
             };
-            Ok((events, streams, meta, snapshots, head))
+            Ok((events, streams, meta, head))
         })?;
         let db_file = File::open(path.join("db"))?;
         let (journal, recovered) = Journal::open(path, journal_bytes)?;
@@ -235,7 +227,6 @@ impl SledStore {
             events,
             streams,
             meta,
-            snapshots,
             path: path.to_path_buf(),
             db_file,
             write: Mutex::new(WriteState {
@@ -316,6 +307,19 @@ impl SledStore {
         if synced_any {
             File::open(&blob_dir)?.sync_all()?;
         }
+        Ok(())
+    }
+
+    /// Removes the snapshots that earlier builds kept in sled, once a
+    /// snapshot file has replaced them. Their format is one this build
+    /// cannot read.
+    fn drop_legacy_snapshots(&self) -> StoreResult<()> {
+        if !self.db.tree_names().iter().any(|name| name == LEGACY_SNAPSHOT_TREE) {
+            return Ok(());
+        }
+        self.db.drop_tree(LEGACY_SNAPSHOT_TREE)?;
+        self.sync_files()?;
+        tracing::info!("removed the projection snapshots that earlier builds kept in sled");
         Ok(())
     }
 
@@ -502,45 +506,19 @@ impl EventStore for SledStore {
     }
 
     fn save_snapshot(&self, seq: u64, bytes: &[u8]) -> StoreResult<()> {
-        let mut batch = sled::Batch::default();
-        let chunks: Vec<&[u8]> = bytes.chunks(SNAPSHOT_CHUNK_BYTES).collect();
-        for (index, chunk) in chunks.iter().enumerate() {
-            let index = u32::try_from(index).expect("a snapshot has fewer than 2^32 chunks");
-            batch.insert(snapshot_key(seq, index).as_slice(), *chunk);
-        }
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let mut header = Vec::with_capacity(44);
-        let chunk_count = u32::try_from(chunks.len()).expect("chunk count fits in u32");
-        header.extend_from_slice(&chunk_count.to_be_bytes());
-        header.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-        header.extend_from_slice(&digest);
-        batch.insert(snapshot_key(seq, SNAPSHOT_HEADER_INDEX).as_slice(), header);
-        self.snapshots.apply_batch(batch)?;
-        self.sync_files()?;
-
-        // Drop the older snapshots beyond the ones kept.
-        let kept: Vec<u64> = self.snapshot_headers()?.into_iter().map(|(seq, _)| seq).collect();
-        let mut removal = sled::Batch::default();
-        let mut removed_any = false;
-        for old in kept.iter().skip(SNAPSHOTS_KEPT) {
-            for entry in self.snapshots.scan_prefix(old.to_be_bytes()) {
-                let (key, _) = entry?;
-                removal.remove(key);
-                removed_any = true;
-            }
-        }
-        if removed_any {
-            self.snapshots.apply_batch(removal)?;
-            self.sync_files()?;
-        }
-        Ok(())
+        snapshots::save(&self.path, seq, bytes)?;
+        self.drop_legacy_snapshots()
     }
 
     fn snapshots(&self) -> StoreResult<SnapshotIter<'_>> {
-        let headers = guard_read("the snapshots tree", || self.snapshot_headers())?;
-        Ok(Box::new(
-            headers.into_iter().filter_map(|(seq, header)| self.load_snapshot(seq, &header)),
-        ))
+        let files = SnapshotFile::list(&self.path)?;
+        Ok(Box::new(files.into_iter().filter_map(|file| file.read())))
+    }
+
+    fn snapshots_below(&self, seq: u64) -> StoreResult<SnapshotIter<'_>> {
+        let files = SnapshotFile::list(&self.path)?;
+        let older = files.into_iter().filter(move |file| file.seq < seq);
+        Ok(Box::new(older.filter_map(|file| file.read())))
     }
 
     fn size_on_disk(&self) -> u64 {

@@ -529,8 +529,6 @@ async fn snapshot_start_matches_full_replay() {
     assert_eq!(server.start_state_hash().await, full_replay, "hash after full replay");
 }
 
-/// Flips one byte in every stored snapshot chunk, so that no snapshot
-/// passes its SHA-256 check.
 #[tokio::test]
 async fn older_snapshot_format_replayed() {
     let mut server = Server::start_with(&["--snapshot-interval", "5"]).await;
@@ -565,23 +563,20 @@ async fn older_snapshot_format_replayed() {
     assert_eq!(verified_state_hash(&server.data_dir), replayed, "verify skips the snapshot");
 }
 
+/// Flips the last byte of every stored snapshot file, so that no snapshot
+/// passes its SHA-256 check.
 fn corrupt_snapshots(data_dir: &Path) {
-    let db = sled::open(data_dir.join("log")).expect("open the stopped log with sled");
-    let snapshots = db.open_tree("snapshots").expect("snapshots tree");
-    let mut chunks = 0;
-    for entry in snapshots.iter() {
-        let (key, value) = entry.expect("read a snapshot entry");
-        // The header has chunk index u32::MAX; every other key is a chunk.
-        if key[8..] == u32::MAX.to_be_bytes() || value.is_empty() {
-            continue;
-        }
-        let mut value = value.to_vec();
-        value[0] ^= 0xff;
-        snapshots.insert(key, value).expect("write the chunk back");
-        chunks += 1;
+    let dir = data_dir.join("log").join("projection-snapshots");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).expect("read the snapshot directory") {
+        let path = entry.expect("a directory entry").path();
+        let mut bytes = std::fs::read(&path).expect("read a snapshot file");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).expect("write the snapshot file back");
+        files += 1;
     }
-    assert!(chunks >= 2, "both kept snapshots have chunks: {chunks}");
-    db.flush().expect("flush");
+    assert!(files >= 2, "both kept snapshots are files: {files}");
 }
 
 #[tokio::test]

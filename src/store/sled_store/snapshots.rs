@@ -1,89 +1,268 @@
-//! Reading projection snapshots back from the `snapshots` tree.
+//! Projection snapshots as files in the log's `projection-snapshots`
+//! directory, one per snapshot, named by its sequence number
+//! (`00000000000001300001.snapshot`).
+//!
+//! A file is a header (`SNAPSHOT_MAGIC`, the sequence number, the length
+//! and SHA-256 of the snapshot) followed by the snapshot. It is written
+//! under a temporary name, synced and renamed into place, so a crash leaves
+//! no partial file under a snapshot's name. Files are read without sled, so
+//! a start can read and decode the newest while sled opens. Earlier builds
+//! kept snapshots in sled's `snapshots` tree, where reading and checking the
+//! 145 MiB snapshot of `loadgen scale` took 0.3 to 0.4 s on a 2-core VM,
+//! against about 0.2 s from a file, and could not start before sled was
+//! open.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{read_u64, SledStore, SNAPSHOT_HEADER_INDEX};
 use crate::store::{StoreResult, StoredSnapshot};
 
-impl SledStore {
-    /// Reads one snapshot, or logs why it is unreadable and returns `None`.
-    /// sled may panic on a corrupt page, which counts as unreadable.
-    pub(super) fn load_snapshot(&self, seq: u64, header: &[u8]) -> Option<StoredSnapshot> {
-        let read = catch_unwind(AssertUnwindSafe(|| self.read_snapshot(seq, header)))
-            .unwrap_or_else(|_| Err("sled panicked while reading it".into()));
-        match read {
-            Ok(bytes) => Some(StoredSnapshot { seq, bytes }),
+/// The directory of the snapshot files, inside the log's directory. sled
+/// 0.34.7 touches only its own `snap.*` files and `blobs` there.
+const SNAPSHOT_DIR: &str = "projection-snapshots";
+/// The file name extension of a snapshot. A file being written has
+/// `TEMPORARY_SUFFIX` after it.
+const SNAPSHOT_EXTENSION: &str = ".snapshot";
+const TEMPORARY_SUFFIX: &str = ".tmp";
+/// Digits of the sequence number in a file name, enough for any `u64`, so
+/// that names sort as numbers do.
+const SEQ_DIGITS: usize = 20;
+/// Starts every snapshot file: "subledger projection snapshot", file
+/// format 1.
+const SNAPSHOT_MAGIC: [u8; 8] = *b"SLPSNAP1";
+/// Bytes of the header: the magic, the sequence number and the length
+/// (u64 big-endian each), and the SHA-256 of the snapshot.
+const HEADER_BYTES: usize = 8 + 8 + 8 + 32;
+/// How many snapshots are kept; older ones are removed after a new one.
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// A snapshot file in a log directory, read only when `read` is called.
+#[derive(Debug, Clone)]
+pub struct SnapshotFile {
+    pub seq: u64,
+    path: PathBuf,
+}
+
+impl SnapshotFile {
+    /// Lists the snapshot files in the log directory `log_dir`, newest
+    /// first. A directory without any lists none.
+    pub fn list(log_dir: &Path) -> StoreResult<Vec<SnapshotFile>> {
+        let entries = match std::fs::read_dir(log_dir.join(SNAPSHOT_DIR)) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if let Some(seq) = name.to_str().and_then(parse_file_name) {
+                files.push(SnapshotFile { seq, path: entry.path() });
+            }
+        }
+        files.sort_unstable_by_key(|file| std::cmp::Reverse(file.seq));
+        Ok(files)
+    }
+
+    /// Reads the snapshot and checks its header, or logs why it is
+    /// unreadable and returns `None`.
+    pub fn read(&self) -> Option<StoredSnapshot> {
+        match read_checked(&self.path, self.seq) {
+            Ok(bytes) => Some(StoredSnapshot { seq: self.seq, bytes }),
             Err(reason) => {
-                tracing::warn!(seq, %reason, "skipping an unreadable projection snapshot");
+                tracing::warn!(
+                    seq = self.seq,
+                    path = %self.path.display(),
+                    %reason,
+                    "skipping an unreadable projection snapshot"
+                );
                 None
             }
         }
     }
 }
 
-pub(super) fn snapshot_key(seq: u64, index: u32) -> [u8; 12] {
-    let mut key = [0; 12];
-    key[..8].copy_from_slice(&seq.to_be_bytes());
-    key[8..].copy_from_slice(&index.to_be_bytes());
-    key
+/// Returns the sequence number in a snapshot's file name, or `None` for
+/// any other name.
+fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SNAPSHOT_EXTENSION)?;
+    if digits.len() != SEQ_DIGITS || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
-impl SledStore {
-    /// Snapshot headers, newest first.
-    ///
-    /// A header has the largest key of its snapshot, so walking backwards
-    /// meets it first and then skips the snapshot's chunks with one range
-    /// lookup. Reading every chunk here read a 300 MiB snapshot once more
-    /// on every start and after every save.
-    pub(super) fn snapshot_headers(&self) -> StoreResult<Vec<(u64, Vec<u8>)>> {
-        let mut headers = Vec::new();
-        let mut below: Option<Vec<u8>> = None;
-        loop {
-            let entry = match &below {
-                None => self.snapshots.last()?,
-                Some(bound) => self.snapshots.range(..bound.as_slice()).next_back().transpose()?,
-            };
-            let Some((key, value)) = entry else {
-                return Ok(headers);
-            };
-            if key.len() != 12 {
-                below = Some(key.to_vec());
-                continue;
-            }
-            let seq = read_u64(&key).expect("snapshot keys are 12 bytes");
-            if key[8..] == SNAPSHOT_HEADER_INDEX.to_be_bytes() {
-                headers.push((seq, value.to_vec()));
-            }
-            // Chunks without a header belong to no snapshot and are skipped too.
-            below = Some(snapshot_key(seq, 0).to_vec());
-        }
+fn file_name(seq: u64) -> String {
+    format!("{seq:0width$}{SNAPSHOT_EXTENSION}", width = SEQ_DIGITS)
+}
+
+/// Reads a snapshot file into memory and checks its header against the
+/// file name's sequence number and the contents.
+fn read_checked(path: &Path, seq: u64) -> Result<Vec<u8>, String> {
+    let mut file = File::open(path).map_err(|error| format!("failed to open it: {error}"))?;
+    let mut header = [0u8; HEADER_BYTES];
+    file.read_exact(&mut header).map_err(|error| format!("failed to read its header: {error}"))?;
+    let (magic, rest) = header.split_at(8);
+    let (stored_seq, rest) = rest.split_at(8);
+    let (length, digest) = rest.split_at(8);
+    if magic != SNAPSHOT_MAGIC {
+        return Err("the file does not start with the snapshot magic".into());
+    }
+    let stored_seq = u64::from_be_bytes(stored_seq.try_into().expect("8 bytes"));
+    if stored_seq != seq {
+        return Err(format!("the header is for sequence {stored_seq}"));
+    }
+    let length = u64::from_be_bytes(length.try_into().expect("8 bytes"));
+    let on_disk = file.metadata().map_err(|error| error.to_string())?.len();
+    if on_disk != HEADER_BYTES as u64 + length {
+        return Err(format!("the file is {on_disk} bytes, the header says {length} after it"));
     }
 
-    /// Reassembles one snapshot and checks its length and SHA-256.
-    fn read_snapshot(&self, seq: u64, header: &[u8]) -> Result<Vec<u8>, String> {
-        if header.len() != 44 {
-            return Err("snapshot header is not 44 bytes".into());
+    // The length equals the file's size, so the allocation is no larger
+    // than the file.
+    let mut bytes = Vec::with_capacity(length as usize);
+    file.read_to_end(&mut bytes).map_err(|error| format!("failed to read it: {error}"))?;
+    if bytes.len() as u64 != length {
+        return Err(format!("read {} bytes, the header says {length}", bytes.len()));
+    }
+    if Sha256::digest(&bytes)[..] != *digest {
+        return Err("its SHA-256 does not match its header".into());
+    }
+    Ok(bytes)
+}
+
+/// Writes a snapshot file durably, then removes the snapshots beyond the
+/// newest `SNAPSHOTS_KEPT` and files left by interrupted writes.
+pub(super) fn save(log_dir: &Path, seq: u64, bytes: &[u8]) -> StoreResult<()> {
+    let dir = log_dir.join(SNAPSHOT_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(file_name(seq));
+    let temporary = dir.join(format!("{}{TEMPORARY_SUFFIX}", file_name(seq)));
+
+    let mut header = Vec::with_capacity(HEADER_BYTES);
+    header.extend_from_slice(&SNAPSHOT_MAGIC);
+    header.extend_from_slice(&seq.to_be_bytes());
+    header.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+    header.extend_from_slice(&Sha256::digest(bytes));
+    let mut file = File::create(&temporary)?;
+    file.write_all(&header)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, &path)?;
+    File::open(&dir)?.sync_all()?;
+
+    for old in SnapshotFile::list(log_dir)?.iter().skip(SNAPSHOTS_KEPT) {
+        remove_if_present(&old.path)?;
+    }
+    // Only one snapshot is written at a time, so any other temporary file
+    // is left from a write that a crash interrupted.
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_str().is_some_and(|name| name.ends_with(TEMPORARY_SUFFIX)) {
+            remove_if_present(&entry.path())?;
         }
-        let chunk_count = u32::from_be_bytes(header[..4].try_into().expect("4 bytes"));
-        let length = read_u64(&header[4..12]).expect("8 bytes");
-        let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
-        for index in 0..chunk_count {
-            let chunk = self
-                .snapshots
-                .get(snapshot_key(seq, index))
-                .map_err(|error| error.to_string())?
-                .ok_or_else(|| format!("snapshot chunk {index} is missing"))?;
-            bytes.extend_from_slice(&chunk);
+    }
+    Ok(())
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot_bytes(seq: u64) -> Vec<u8> {
+        format!("snapshot at {seq}").repeat(100).into_bytes()
+    }
+
+    fn listed(dir: &Path) -> Vec<u64> {
+        SnapshotFile::list(dir).expect("list").iter().map(|file| file.seq).collect()
+    }
+
+    fn read_seq(dir: &Path, seq: u64) -> Option<Vec<u8>> {
+        let files = SnapshotFile::list(dir).expect("list");
+        let file = files.iter().find(|file| file.seq == seq).expect("the snapshot is listed");
+        file.read().map(|snapshot| snapshot.bytes)
+    }
+
+    fn path_of(dir: &Path, seq: u64) -> PathBuf {
+        dir.join(SNAPSHOT_DIR).join(file_name(seq))
+    }
+
+    #[test]
+    fn saved_snapshot_reads_back() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        assert!(listed(dir.path()).is_empty(), "no directory, no snapshots");
+        save(dir.path(), 7, &snapshot_bytes(7)).expect("save");
+        assert_eq!(listed(dir.path()), vec![7], "one snapshot");
+        assert_eq!(read_seq(dir.path(), 7), Some(snapshot_bytes(7)), "the bytes saved");
+        let name = path_of(dir.path(), 7);
+        assert!(name.ends_with("00000000000000000007.snapshot"), "file name {name:?}");
+    }
+
+    #[test]
+    fn keeps_newest_two() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        for seq in [5, 20, 10, 30] {
+            save(dir.path(), seq, &snapshot_bytes(seq)).expect("save");
         }
-        if bytes.len() as u64 != length {
-            return Err(format!("snapshot is {} bytes, header says {length}", bytes.len()));
+        assert_eq!(listed(dir.path()), vec![30, 20], "the newest two, newest first");
+    }
+
+    #[test]
+    fn damaged_file_unreadable() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        save(dir.path(), 3, &snapshot_bytes(3)).expect("save");
+        let path = path_of(dir.path(), 3);
+        let original = std::fs::read(&path).expect("read the file");
+
+        let mut flipped = original.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        std::fs::write(&path, &flipped).expect("write");
+        assert_eq!(read_seq(dir.path(), 3), None, "a changed byte");
+
+        std::fs::write(&path, &original[..original.len() - 1]).expect("write");
+        assert_eq!(read_seq(dir.path(), 3), None, "a cut file");
+
+        std::fs::write(&path, &original[..10]).expect("write");
+        assert_eq!(read_seq(dir.path(), 3), None, "a cut header");
+
+        let mut magic = original.clone();
+        magic[0] = b'X';
+        std::fs::write(&path, &magic).expect("write");
+        assert_eq!(read_seq(dir.path(), 3), None, "another magic");
+
+        std::fs::write(&path, &original).expect("write");
+        std::fs::rename(&path, path_of(dir.path(), 4)).expect("rename");
+        assert_eq!(read_seq(dir.path(), 4), None, "a header for another sequence");
+    }
+
+    #[test]
+    fn other_files_ignored() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        save(dir.path(), 9, &snapshot_bytes(9)).expect("save");
+        let snapshot_dir = dir.path().join(SNAPSHOT_DIR);
+        for name in ["9.snapshot", "notes.txt", "0000000000000000000x.snapshot"] {
+            std::fs::write(snapshot_dir.join(name), b"other").expect("write");
         }
-        let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        if digest[..] != header[12..] {
-            return Err("snapshot SHA-256 does not match its header".into());
-        }
-        Ok(bytes)
+        let leftover = format!("{}{TEMPORARY_SUFFIX}", file_name(8));
+        std::fs::write(snapshot_dir.join(&leftover), b"interrupted").expect("write");
+        assert_eq!(listed(dir.path()), vec![9], "only snapshot names are listed");
+
+        save(dir.path(), 10, &snapshot_bytes(10)).expect("save");
+        assert!(!snapshot_dir.join(&leftover).exists(), "an interrupted write is removed");
+        assert!(snapshot_dir.join("notes.txt").exists(), "other files stay");
+        assert_eq!(listed(dir.path()), vec![10, 9], "both snapshots");
     }
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the sled log's journal: redo at open, removal of an
 //! unfinished write, torn and stale records, chain checks, and switching
-//! between the journal files.
+//! between the journal files. Also the store's snapshot methods over the
+//! snapshot files.
 //!
 //! sled flushes everything when a store is dropped, so a batch that sled
 //! lost in a crash is simulated by a record written to the journal alone.
@@ -441,4 +442,32 @@ fn unknown_format_damaged() {
 
     let message = damage_message(reopen(store, dir.path()));
     assert!(message.contains("unknown log format"), "the message says why: {message}");
+}
+
+#[test]
+fn legacy_snapshots_dropped() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SledStore::open(dir.path()).expect("open a fresh log");
+    let legacy = store.db.open_tree(LEGACY_SNAPSHOT_TREE).expect("open the earlier tree");
+    legacy.insert([0u8; 12], b"an earlier chunk".as_slice()).expect("insert a chunk");
+    store.save_snapshot(1, b"a snapshot").expect("save a snapshot");
+    let names = store.db.tree_names();
+    let kept = names.iter().any(|name| name == LEGACY_SNAPSHOT_TREE);
+    assert!(!kept, "the earlier snapshot tree is dropped");
+    let seqs: Vec<u64> = store.snapshots().expect("list").map(|snapshot| snapshot.seq).collect();
+    assert_eq!(seqs, vec![1], "the snapshot file");
+}
+
+#[test]
+fn snapshots_below_skip_newer() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SledStore::open(dir.path()).expect("open a fresh log");
+    store.save_snapshot(5, b"at 5").expect("save");
+    store.save_snapshot(9, b"at 9").expect("save");
+    let all: Vec<u64> = store.snapshots().expect("list").map(|snapshot| snapshot.seq).collect();
+    assert_eq!(all, vec![9, 5], "newest first");
+    let below: Vec<u64> =
+        store.snapshots_below(9).expect("list").map(|snapshot| snapshot.seq).collect();
+    assert_eq!(below, vec![5], "below 9");
+    assert_eq!(store.snapshots_below(5).expect("list").count(), 0, "nothing below 5");
 }
