@@ -19,9 +19,9 @@ use crate::api::metrics::HttpMetrics;
 use crate::api::params::BODY_BYTES_MAX;
 use crate::api::AppState;
 use crate::crypto::{generate_api_key, hash_api_key, AesKey};
-use crate::ledger::recovery::{log_state_hash, recover};
+use crate::ledger::recovery::{log_state_hash, preload_snapshot, recover_with, Preloaded};
 use crate::ledger::{Ledger, WriterConfig};
-use crate::store::{EventStore, SledStore};
+use crate::store::{EventStore, SledStore, SnapshotFile};
 
 /// Environment variable with the platform key.
 pub const PLATFORM_KEY_ENV: &str = "SUBLEDGER_PLATFORM_KEY";
@@ -149,19 +149,59 @@ fn release_free_memory() {
     }
 }
 
+/// Starts reading and decoding the newest projection snapshot on a thread
+/// of its own, so that it runs while the log opens. At 1,000,000 postings
+/// each takes a few hundred milliseconds. The files are read before the
+/// log's lock is taken, which is safe because they are only read: a server
+/// that holds the lock renames each new snapshot into place whole, and the
+/// open then fails on the lock anyway.
+fn start_preload(data_dir: &Path) -> Option<std::thread::JoinHandle<Preloaded>> {
+    let files = match SnapshotFile::list(&log_dir(data_dir)) {
+        Ok(files) => files,
+        Err(error) => {
+            tracing::warn!(%error, "failed to list the projection snapshots; recovery lists them again");
+            return None;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("snapshot-load".into())
+        .spawn(move || preload_snapshot(files));
+    match spawned {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            tracing::warn!(%error, "failed to start the snapshot thread; recovery reads the snapshot");
+            None
+        }
+    }
+}
+
+/// Waits for the preload. A preload that panicked counts as none, so that
+/// recovery reads the snapshots itself.
+fn finish_preload(preload: Option<std::thread::JoinHandle<Preloaded>>) -> Preloaded {
+    let Some(handle) = preload else {
+        return Preloaded::default();
+    };
+    handle.join().unwrap_or_else(|_| {
+        tracing::error!("the snapshot thread panicked; recovery reads the snapshots itself");
+        Preloaded::default()
+    })
+}
+
 /// Runs the service until SIGTERM or SIGINT.
 pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     bound_allocator_retention();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
+    let started = std::time::Instant::now();
+    let preload = start_preload(&config.data_dir);
     // Open the log before the keys. The log's lock stops a second server on
     // the same directory, and it must stop before it writes a key file there.
     let store = open_store(&config.data_dir)?;
     let (platform_key_sha256, aes_key) = load_keys(&config.data_dir)?;
 
-    let started = std::time::Instant::now();
-    let recovered =
-        recover(store.as_ref()).context("failed to rebuild the projections from the log")?;
+    let preloaded = finish_preload(preload);
+    let recovered = recover_with(store.as_ref(), preloaded)
+        .context("failed to rebuild the projections from the log")?;
     tracing::info!(
         last_seq = recovered.state.last_seq,
         snapshot_seq = recovered.snapshot_seq,

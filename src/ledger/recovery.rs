@@ -10,7 +10,10 @@ use std::time::Instant;
 
 use crate::audit::progress::Progress;
 use crate::projection::State;
-use crate::store::{EventStore, RawEvent, RawEventIter, RecordedEvent, StoreError, GENESIS_HASH};
+use crate::store::{
+    EventStore, RawEvent, RawEventIter, RecordedEvent, SnapshotFile, StoreError, StoredSnapshot,
+    GENESIS_HASH,
+};
 
 /// Default number of events between projection snapshots. At about 500
 /// bytes an event this is a snapshot per ~50 MB of log, and a start replays
@@ -37,55 +40,133 @@ pub struct Recovered {
     pub replayed_events: u64,
 }
 
+/// The newest projection snapshot that decodes, read before the log was
+/// open by `preload_snapshot`.
+#[derive(Debug, Default)]
+pub struct Preloaded {
+    /// The snapshot's sequence number and decoded state.
+    snapshot: Option<(u64, State)>,
+    /// The oldest snapshot that the preload read or tried to read.
+    /// `recover_with` reads only older ones, should it need any.
+    oldest_tried: Option<u64>,
+}
+
+/// Reads and decodes the newest snapshot of `files` that decodes. A start
+/// runs this on a thread of its own while the log opens: decoding needs no
+/// log, which comes in only when `recover_with` checks the snapshot
+/// against it.
+pub fn preload_snapshot(files: Vec<SnapshotFile>) -> Preloaded {
+    let mut preloaded = Preloaded::default();
+    for file in files {
+        preloaded.oldest_tried = Some(file.seq);
+        let Some(snapshot) = file.read() else {
+            continue;
+        };
+        if let Some(state) = decode_snapshot(&snapshot) {
+            preloaded.snapshot = Some((snapshot.seq, state));
+            break;
+        }
+    }
+    preloaded
+}
+
 /// Rebuilds the state from the newest good snapshot and the log's tail.
 pub fn recover(store: &dyn EventStore) -> Result<Recovered, RecoveryError> {
-    let head = store.head();
-    for snapshot in store.snapshots()? {
-        if snapshot.seq > head.seq {
-            tracing::warn!(
-                snapshot_seq = snapshot.seq,
-                head = head.seq,
-                "projection snapshot is newer than the log; skipping it"
-            );
+    recover_with(store, Preloaded::default())
+}
+
+/// Rebuilds the state as `recover` does, starting with the snapshot that
+/// `preloaded` decoded. Snapshots the preload tried are not read again.
+pub fn recover_with(
+    store: &dyn EventStore,
+    preloaded: Preloaded,
+) -> Result<Recovered, RecoveryError> {
+    if let Some((seq, state)) = preloaded.snapshot {
+        if let Some(recovered) = start_from_snapshot(store, seq, state)? {
+            return Ok(recovered);
+        }
+    }
+    let snapshots = match preloaded.oldest_tried {
+        Some(seq) => store.snapshots_below(seq)?,
+        None => store.snapshots()?,
+    };
+    for snapshot in snapshots {
+        if snapshot.seq > store.head().seq {
+            // Checked before decoding, because a large snapshot takes long
+            // to decode.
+            warn_newer_than_log(store, snapshot.seq);
             continue;
         }
-        let state = match State::decode(&snapshot.bytes) {
-            Ok(state) if state.last_seq == snapshot.seq => state,
-            Ok(state) => {
-                tracing::warn!(
-                    snapshot_seq = snapshot.seq,
-                    state_seq = state.last_seq,
-                    "projection snapshot does not match its sequence; skipping it"
-                );
-                continue;
-            }
-            Err(error) => {
-                tracing::warn!(snapshot_seq = snapshot.seq, %error, "projection snapshot does not decode; skipping it");
-                continue;
-            }
+        let Some(state) = decode_snapshot(&snapshot) else {
+            continue;
         };
-        // The tail must continue the chain from the snapshot's last event.
-        let prev_hash = match store.read_raw(snapshot.seq)? {
-            Some(raw) => raw.hash,
-            None => {
-                tracing::warn!(
-                    snapshot_seq = snapshot.seq,
-                    "event of projection snapshot is missing; skipping it"
-                );
-                continue;
-            }
-        };
-        match replay_tail(store, state, prev_hash) {
-            Ok((state, replayed_events)) => {
-                return Ok(Recovered { state, snapshot_seq: Some(snapshot.seq), replayed_events });
-            }
-            Err(error) => {
-                tracing::warn!(snapshot_seq = snapshot.seq, %error, "replay after projection snapshot failed; trying an older start");
-            }
+        if let Some(recovered) = start_from_snapshot(store, snapshot.seq, state)? {
+            return Ok(recovered);
         }
     }
     let (state, replayed_events) = replay_tail(store, State::default(), GENESIS_HASH)?;
     Ok(Recovered { state, snapshot_seq: None, replayed_events })
+}
+
+/// Decodes a snapshot, or logs why it does not decode and returns `None`.
+fn decode_snapshot(snapshot: &StoredSnapshot) -> Option<State> {
+    match State::decode(&snapshot.bytes) {
+        Ok(state) if state.last_seq == snapshot.seq => Some(state),
+        Ok(state) => {
+            tracing::warn!(
+                snapshot_seq = snapshot.seq,
+                state_seq = state.last_seq,
+                "projection snapshot does not match its sequence; skipping it"
+            );
+            None
+        }
+        Err(error) => {
+            tracing::warn!(snapshot_seq = snapshot.seq, %error, "projection snapshot does not decode; skipping it");
+            None
+        }
+    }
+}
+
+fn warn_newer_than_log(store: &dyn EventStore, snapshot_seq: u64) {
+    tracing::warn!(
+        snapshot_seq,
+        head = store.head().seq,
+        "projection snapshot is newer than the log; skipping it"
+    );
+}
+
+/// Folds the log's tail into a snapshot's state. Returns `None`, after a
+/// warning, when the snapshot does not fit the log, so that the caller
+/// tries an older start.
+fn start_from_snapshot(
+    store: &dyn EventStore,
+    seq: u64,
+    state: State,
+) -> Result<Option<Recovered>, RecoveryError> {
+    if seq > store.head().seq {
+        warn_newer_than_log(store, seq);
+        return Ok(None);
+    }
+    // The tail must continue the chain from the snapshot's last event.
+    let prev_hash = match store.read_raw(seq)? {
+        Some(raw) => raw.hash,
+        None => {
+            tracing::warn!(
+                snapshot_seq = seq,
+                "event of projection snapshot is missing; skipping it"
+            );
+            return Ok(None);
+        }
+    };
+    match replay_tail(store, state, prev_hash) {
+        Ok((state, replayed_events)) => {
+            Ok(Some(Recovered { state, snapshot_seq: Some(seq), replayed_events }))
+        }
+        Err(error) => {
+            tracing::warn!(snapshot_seq = seq, %error, "replay after projection snapshot failed; trying an older start");
+            Ok(None)
+        }
+    }
 }
 
 /// Events per batch handed from the reading thread to the folding one: one
@@ -228,7 +309,7 @@ fn check_link(raw: &RawEvent, prev_hash: &[u8; 32]) -> Result<RecordedEvent, Rec
 /// snapshot only costs a longer replay at the next start.
 pub fn write_snapshot(store: &dyn EventStore, state: &State) {
     let started = Instant::now();
-    match store.save_snapshot(state.last_seq, &mut |out| state.encode_into(out)) {
+    match store.save_snapshot(state.last_seq, &mut |out| out.write_all(&state.encode())) {
         Ok(bytes) => tracing::info!(
             seq = state.last_seq,
             bytes,
@@ -264,6 +345,8 @@ pub fn log_state_hash(state: State) {
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
+
+    use std::path::Path;
 
     use super::*;
     use crate::domain::events::{Actor, DeveloperCreated, Event, EventMeta};
@@ -413,5 +496,85 @@ mod tests {
         let recovered = recover(&store).expect("recover the log");
         assert_eq!(recovered.state, state, "recover gives the same state");
         assert_eq!(recovered.snapshot_seq, None, "no snapshot exists");
+    }
+
+    /// Opens a store in `dir` with events 1 to `EVENTS` and a snapshot at
+    /// each of `snapshot_seqs`, of the state folded up to it.
+    fn store_with_snapshots(dir: &Path, snapshot_seqs: &[u64]) -> crate::store::SledStore {
+        let store = crate::store::SledStore::open(dir).expect("open a fresh log");
+        let mut state = State::default();
+        let mut appended = 0;
+        for seq in snapshot_seqs.iter().copied().chain([EVENTS]) {
+            let pending: Vec<PendingEvent> =
+                (appended + 1..=seq).map(|seq| developer_created(seq, u128::from(seq))).collect();
+            store.append(&pending).expect("append the events");
+            appended = seq;
+            let prev_hash = match state.last_seq {
+                0 => GENESIS_HASH,
+                last => store.read_raw(last).expect("read").expect("the last event").hash,
+            };
+            state = replay_tail(&store, state, prev_hash).expect("fold the new events").0;
+            if seq != EVENTS {
+                store
+                    .save_snapshot(seq, &mut |out| out.write_all(&state.encode()))
+                    .expect("save a snapshot");
+            }
+        }
+        store
+    }
+
+    #[test]
+    fn preloaded_snapshot_starts_recovery() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = store_with_snapshots(dir.path(), &[300, 700]);
+        let preloaded = preload_snapshot(SnapshotFile::list(dir.path()).expect("list"));
+        assert_eq!(preloaded.snapshot.as_ref().map(|(seq, _)| *seq), Some(700), "the newest");
+        let recovered = recover_with(&store, preloaded).expect("recover");
+        assert_eq!(recovered.snapshot_seq, Some(700), "starts from the preloaded snapshot");
+        assert_eq!(recovered.replayed_events, EVENTS - 700, "replays the tail");
+        let full = replay_tail(&store, State::default(), GENESIS_HASH).expect("replay").0;
+        assert_eq!(recovered.state, full, "the state of a full replay");
+    }
+
+    #[test]
+    fn preload_skips_undecodable_snapshot() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = store_with_snapshots(dir.path(), &[300]);
+        store.save_snapshot(700, &mut |out| out.write_all(b"not a snapshot")).expect("save");
+        let preloaded = preload_snapshot(SnapshotFile::list(dir.path()).expect("list"));
+        assert_eq!(preloaded.snapshot.as_ref().map(|(seq, _)| *seq), Some(300), "the older one");
+        assert_eq!(preloaded.oldest_tried, Some(300), "tried down to 300");
+        let recovered = recover_with(&store, preloaded).expect("recover");
+        assert_eq!(recovered.snapshot_seq, Some(300), "starts from 300");
+        assert_eq!(recovered.replayed_events, EVENTS - 300, "replays from 300");
+    }
+
+    #[test]
+    fn preloaded_snapshot_past_log_skipped() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = store_with_snapshots(dir.path(), &[300]);
+        // A snapshot of a state past the log's head, as after a lost tail.
+        let mut ahead = replay_tail(&store, State::default(), GENESIS_HASH).expect("replay").0;
+        let extra = developer_created(EVENTS + 1, u128::from(EVENTS + 1));
+        ahead.apply(extra.seq, &extra.meta, &extra.event).expect("apply one more event");
+        store.save_snapshot(EVENTS + 1, &mut |out| out.write_all(&ahead.encode())).expect("save");
+
+        let preloaded = preload_snapshot(SnapshotFile::list(dir.path()).expect("list"));
+        let preloaded_seq = preloaded.snapshot.as_ref().map(|(seq, _)| *seq);
+        assert_eq!(preloaded_seq, Some(EVENTS + 1), "the preload takes the newest");
+        let recovered = recover_with(&store, preloaded).expect("recover");
+        assert_eq!(recovered.snapshot_seq, Some(300), "falls back to the older snapshot");
+        assert_eq!(recovered.state.last_seq, EVENTS, "ends at the log's head");
+    }
+
+    #[test]
+    fn nothing_preloaded_replays() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = store_with_snapshots(dir.path(), &[]);
+        let preloaded = preload_snapshot(SnapshotFile::list(dir.path()).expect("list"));
+        assert!(preloaded.snapshot.is_none(), "no snapshot to preload");
+        let recovered = recover_with(&store, preloaded).expect("recover");
+        assert_eq!(recovered.snapshot_seq, None, "a full replay");
+        assert_eq!(recovered.replayed_events, EVENTS, "every event");
     }
 }

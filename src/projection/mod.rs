@@ -1,7 +1,8 @@
 //! Projections: the read views folded from the event log.
 //!
-//! `State` contains every view in persistent maps (`im`), so that a clone is
-//! cheap and shares structure. The writer folds each batch into its own copy
+//! `State` contains every view in persistent maps (`im`, and `sorted_run`
+//! for the two largest indexes), so that a clone is cheap and shares
+//! structure. The writer folds each batch into its own copy
 //! and publishes it after the batch is durable; readers hold an `Arc` of the
 //! last published copy and never wait. Live state, a cold start and a full
 //! replay apply the same `State::apply`, and `state_hash` proves they agree.
@@ -14,11 +15,12 @@ pub mod keys;
 pub mod model;
 pub mod posting_list;
 mod snapshot;
+pub mod sorted_run;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use im::{OrdMap, OrdSet, Vector};
+use im::{OrdMap, Vector};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -36,6 +38,7 @@ pub use model::{
 };
 pub use posting_list::PostingList;
 pub use snapshot::SnapshotError;
+pub use sorted_run::{SortedRunMap, SortedRunSet};
 
 /// The key of a SIP name: the lower-case domain and the folded name. SIP ids
 /// and aliases share one namespace per domain.
@@ -72,8 +75,10 @@ pub struct State {
     /// Every transaction in posting order. A snapshot stores the
     /// transactions only here and rebuilds the indexes below from it.
     pub transaction_order: Vector<Arc<Transaction>>,
+    /// Transactions by sid. A snapshot start builds it, and `references`,
+    /// as a sorted run in one pass (see `sorted_run`).
     #[serde(skip)]
-    pub transactions: OrdMap<Sid, Arc<Transaction>>,
+    pub transactions: SortedRunMap<Sid, Arc<Transaction>>,
     /// Each sub-account's transactions in posting order.
     #[serde(skip)]
     pub account_transactions: OrdMap<Sid, PostingList>,
@@ -82,7 +87,7 @@ pub struct State {
     pub developer_transactions: OrdMap<Sid, Vector<Arc<Transaction>>>,
     /// Transactions by `refer_trans_id`, read through `find_reference`.
     #[serde(skip)]
-    pub references: OrdSet<ReferenceKey>,
+    pub references: SortedRunSet<ReferenceKey>,
     /// `Idempotency-Key` by actor and key.
     pub idempotency: OrdMap<Arc<IdempotencyKey>, Arc<IdempotentRequest>>,
     /// Balance of every ledger account (sub-accounts and contra accounts) by
@@ -441,7 +446,7 @@ impl State {
     ) -> Option<&Arc<Transaction>> {
         let digest = keys::reference_digest(developer, pay_method, reference);
         self.references
-            .range(keys::reference_range_start(digest)..)
+            .range_from(&keys::reference_range_start(digest))
             .take_while(|(candidate, _)| *candidate == digest)
             .filter_map(|(_, sid)| self.transactions.get(sid))
             .find(|transaction| {
@@ -502,16 +507,17 @@ impl State {
         self.sip_names.remove(&sip_name_key(domain, name));
     }
 
-    /// SHA-256 over the snapshot encoding, lower-case hex. It covers every
-    /// stored view, and the indexes are derived from them. Equal states give
-    /// equal hashes whatever order they were built in, because every map
-    /// iterates in key order. The encoding streams into the hasher, since at
-    /// a million postings it is over 100 MiB.
+    /// SHA-256 over the canonical encoding (`encode_canonical_into`),
+    /// lower-case hex. It covers every view a snapshot stores, and the
+    /// indexes are derived from them. Equal states give equal hashes
+    /// whatever order they were built in, because every map iterates in key
+    /// order. The encoding streams into the hasher, since at a million
+    /// postings it is over 100 MiB.
     pub fn state_hash(&self) -> String {
         let mut hasher = Sha256::new();
         let buffered = std::io::BufWriter::with_capacity(STATE_HASH_BUFFER_BYTES, &mut hasher);
         // Writing into a hasher cannot fail, and the state serializes.
-        self.encode_into(buffered).expect("the state streams into the hasher");
+        self.encode_canonical_into(buffered).expect("the state streams into the hasher");
         hex::encode(hasher.finalize())
     }
 }

@@ -9,7 +9,7 @@ mod sled_store;
 pub use envelope::{
     chain_hash, encode_body, seal, PendingEvent, RawEvent, RecordedEvent, FORMAT_V1, GENESIS_HASH,
 };
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, SnapshotFile};
 
 use crate::domain::ids::Sid;
 
@@ -125,6 +125,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// takes the newest reads no other. An unreadable one is logged and
     /// skipped.
     fn snapshots(&self) -> StoreResult<SnapshotIter<'_>>;
+
+    /// The snapshots taken before event `seq`, as `snapshots` returns them.
+    /// The default reads every snapshot and drops the newer ones, and a
+    /// store that can skip them unread overrides it.
+    fn snapshots_below(&self, seq: u64) -> StoreResult<SnapshotIter<'_>> {
+        Ok(Box::new(self.snapshots()?.filter(move |snapshot| snapshot.seq < seq)))
+    }
 
     /// Bytes of the log's files on disk, the write-ahead journal included.
     fn size_on_disk(&self) -> u64;

@@ -6,7 +6,9 @@
 //! | `streams`   | stream id (34 bytes) ‖ version, u64 BE | sequence, u64 BE    |
 //! | `meta`      | name                                  | format, chain head  |
 //!
-//! Projection snapshots are files beside sled's (`snapshots.rs`).
+//! Projection snapshots are files beside the database (`snapshots.rs`).
+//! Earlier builds kept them in a `snapshots` tree, which the first snapshot
+//! saved as a file removes.
 //!
 //! Big-endian keys make sled's byte order the numeric order. A write
 //! inserts each event's `events` row, then its `streams` row, and last the
@@ -31,11 +33,11 @@
 //! `sync_all` on its `db` file and on each blob file not yet synced. The
 //! `sync_all` calls are needed because sled 0.34.7's `flush` uses
 //! `sync_file_range`, which does not make file metadata durable and skips
-//! the blob files that contain oversized nodes. `sync_files` runs at open
-//! and in a `write` whose record does not fit
-//! the active journal file (before the other file takes over) or is larger
-//! than a whole file. Such a `write` returns with its
-//! batch and every earlier one already durable.
+//! the blob files that contain oversized nodes. `sync_files` runs at open,
+//! after the sled snapshots of earlier builds are removed, and in a `write`
+//! whose record does not fit the active journal file (before the other file
+//! takes over) or is larger than a whole file. Such a `write` returns with
+//! its batch and every earlier one already durable.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -55,6 +57,8 @@ mod snapshots;
 #[cfg(test)]
 mod tests;
 
+pub use snapshots::SnapshotFile;
+
 /// Written under `meta/format` when a log is created or upgraded. Version 2
 /// keeps acknowledged batches in the journal until sled flushes them, so a
 /// build that reads only sled must not open it, and refuses the name.
@@ -66,15 +70,14 @@ const META_FORMAT: &str = "format";
 /// `meta/head`: the newest sequence number (u64 BE) and its hash.
 const META_HEAD: &str = "head";
 
+/// The sled tree where earlier builds kept projection snapshots.
+const LEGACY_SNAPSHOT_TREE: &[u8] = b"snapshots";
 /// Size of sled's page cache, whose default is 1 GiB. The log is read
 /// once at start and then only appended to, so a small cache is enough:
 /// with 100,000 sub-accounts and 1,000,000 postings, 64 MiB lowered the
 /// server's RSS after a start from a snapshot from 1.48 GiB to 1.29 GiB,
 /// at the same start time.
 const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
-
-/// How many snapshots are kept; older ones are removed after a new one.
-const SNAPSHOTS_KEPT: usize = 2;
 
 struct WriteState {
     /// The newest event written, durable or not.
@@ -202,12 +205,6 @@ impl SledStore {
             let events = db.open_tree("events")?;
             let streams = db.open_tree("streams")?;
             let meta = db.open_tree("meta")?;
-            // Older builds kept snapshots as chunks in this tree. Without
-            // them the first start replays the whole log, once.
-            if db.tree_names().iter().any(|name| name.as_ref() == b"snapshots") {
-                db.drop_tree("snapshots")?;
-                tracing::info!("removed the projection snapshots an older build kept in sled");
-            }
 
             match meta.get(META_FORMAT)? {
                 Some(format) if format.as_ref() == FORMAT_NAME => {}
@@ -321,6 +318,19 @@ impl SledStore {
         if synced_any {
             File::open(&blob_dir)?.sync_all()?;
         }
+        Ok(())
+    }
+
+    /// Removes the snapshots that earlier builds kept in sled, once a
+    /// snapshot file has replaced them. Their format is one this build
+    /// cannot read.
+    fn drop_legacy_snapshots(&self) -> StoreResult<()> {
+        if !self.db.tree_names().iter().any(|name| name == LEGACY_SNAPSHOT_TREE) {
+            return Ok(());
+        }
+        self.db.drop_tree(LEGACY_SNAPSHOT_TREE)?;
+        self.sync_files()?;
+        tracing::info!("removed the projection snapshots that earlier builds kept in sled");
         Ok(())
     }
 
@@ -507,14 +517,20 @@ impl EventStore for SledStore {
     }
 
     fn save_snapshot(&self, seq: u64, encode: &mut SnapshotEncoder<'_>) -> StoreResult<u64> {
-        let length = self.write_snapshot_file(seq, encode)?;
-        self.drop_old_snapshots()?;
+        let length = snapshots::save(&self.path, seq, encode)?;
+        self.drop_legacy_snapshots()?;
         Ok(length)
     }
 
     fn snapshots(&self) -> StoreResult<SnapshotIter<'_>> {
-        let files = self.snapshot_files()?;
-        Ok(Box::new(files.into_iter().filter_map(|(seq, path)| self.load_snapshot(seq, &path))))
+        let files = SnapshotFile::list(&self.path)?;
+        Ok(Box::new(files.into_iter().filter_map(|file| file.read())))
+    }
+
+    fn snapshots_below(&self, seq: u64) -> StoreResult<SnapshotIter<'_>> {
+        let files = SnapshotFile::list(&self.path)?;
+        let older = files.into_iter().filter(move |file| file.seq < seq);
+        Ok(Box::new(older.filter_map(|file| file.read())))
     }
 
     /// Sums the sizes of the files in the log directory: sled's database,

@@ -539,15 +539,18 @@ async fn older_snapshot_format_replayed() {
     wait_for_snapshot(&server, 5).await;
     server.stop();
 
-    // An older build wrote the state without the format prefix, starting
-    // with its sequence number.
+    // The previous build wrote format version 2: the prefix [0, 2] and the
+    // state in postcard, the encoding that the state hash still covers.
     {
         use subledger::store::EventStore;
         let store = subledger::store::SledStore::open(&server.data_dir.join("log")).unwrap();
         let current = store.snapshots().unwrap().into_iter().find(|snapshot| snapshot.seq == 5);
         let bytes = current.expect("the snapshot at 5").bytes;
-        assert_eq!(bytes[2], 5, "the state starts with its sequence number");
-        store.save_snapshot(5, &mut |out| out.write_all(&bytes[2..])).unwrap();
+        let state = subledger::projection::State::decode(&bytes).expect("the snapshot decodes");
+        let mut version_2 = Vec::new();
+        state.encode_canonical_into(&mut version_2).unwrap();
+        assert_eq!(version_2[..2], [0, 2], "the version 2 prefix");
+        store.save_snapshot(5, &mut |out| out.write_all(&version_2)).unwrap();
     }
     let mut server = server.restart_and_wait().await;
     let logs = server.logs();
@@ -561,20 +564,17 @@ async fn older_snapshot_format_replayed() {
     assert_eq!(verified_state_hash(&server.data_dir), replayed, "verify skips the snapshot");
 }
 
-/// Flips one byte inside every stored snapshot file, so that no snapshot
+/// Flips the last byte of every stored snapshot file, so that no snapshot
 /// passes its SHA-256 check.
 fn corrupt_snapshots(data_dir: &Path) {
-    let dir = data_dir.join("log").join("snapshots");
+    let dir = data_dir.join("log").join("projection-snapshots");
     let mut files = 0;
-    for entry in std::fs::read_dir(&dir).expect("list the snapshot files") {
-        let path = entry.expect("read an entry").path();
-        if !path.to_string_lossy().ends_with(".snapshot") {
-            continue;
-        }
+    for entry in std::fs::read_dir(&dir).expect("read the snapshot directory") {
+        let path = entry.expect("a directory entry").path();
         let mut bytes = std::fs::read(&path).expect("read a snapshot file");
-        // Past the 8-byte magic, inside the snapshot's own bytes.
-        bytes[8] ^= 0xff;
-        std::fs::write(&path, &bytes).expect("write the file back");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).expect("write the snapshot file back");
         files += 1;
     }
     assert!(files >= 2, "both kept snapshots are files: {files}");

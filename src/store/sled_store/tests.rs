@@ -1,6 +1,7 @@
 //! Unit tests of the sled log's journal: redo at open, removal of an
 //! unfinished write, torn and stale records, chain checks, and switching
-//! between the journal files.
+//! between the journal files. Also the store's snapshot methods over the
+//! snapshot files.
 //!
 //! sled flushes everything when a store is dropped, so a batch that sled
 //! lost in a crash is simulated by a record written to the journal alone.
@@ -454,12 +455,34 @@ fn foreign_db_file_refused() {
 }
 
 #[test]
-fn legacy_snapshot_tree_dropped() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SledStore::open(dir.path()).expect("open the log");
-    store.db.open_tree("snapshots").expect("create the tree").insert(b"k", b"v").expect("insert");
-    let store = reopen(store, dir.path()).expect("reopen the log");
+fn legacy_snapshots_dropped() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SledStore::open(dir.path()).expect("open a fresh log");
+    let legacy = store.db.open_tree(LEGACY_SNAPSHOT_TREE).expect("open the earlier tree");
+    legacy.insert([0u8; 12], b"an earlier chunk".as_slice()).expect("insert a chunk");
+    save_bytes(&store, 1, b"a snapshot").expect("save a snapshot");
     let names = store.db.tree_names();
-    let kept = names.iter().any(|name| name.as_ref() == b"snapshots");
-    assert!(!kept, "the snapshots tree of an older build is removed");
+    let kept = names.iter().any(|name| name == LEGACY_SNAPSHOT_TREE);
+    assert!(!kept, "the earlier snapshot tree is dropped");
+    let seqs: Vec<u64> = store.snapshots().expect("list").map(|snapshot| snapshot.seq).collect();
+    assert_eq!(seqs, vec![1], "the snapshot file");
+}
+
+#[test]
+fn snapshots_below_skip_newer() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SledStore::open(dir.path()).expect("open a fresh log");
+    save_bytes(&store, 5, b"at 5").expect("save");
+    save_bytes(&store, 9, b"at 9").expect("save");
+    let all: Vec<u64> = store.snapshots().expect("list").map(|snapshot| snapshot.seq).collect();
+    assert_eq!(all, vec![9, 5], "newest first");
+    let below: Vec<u64> =
+        store.snapshots_below(9).expect("list").map(|snapshot| snapshot.seq).collect();
+    assert_eq!(below, vec![5], "below 9");
+    assert_eq!(store.snapshots_below(5).expect("list").count(), 0, "nothing below 5");
+}
+
+/// Saves `bytes` as snapshot `seq`.
+fn save_bytes(store: &SledStore, seq: u64, bytes: &[u8]) -> StoreResult<u64> {
+    store.save_snapshot(seq, &mut |out| out.write_all(bytes))
 }

@@ -1,0 +1,280 @@
+//! Builds the indexes over a snapshot's transactions, as folding the
+//! postings one by one would build them, and checks the transactions on the
+//! way: no sid twice, no reference twice for one developer and pay method,
+//! and no posting on a sub-account the snapshot lacks. A snapshot is
+//! trusted only as far as these checks hold.
+//!
+//! Two rounds of parallel jobs do the work. The first looks up the
+//! sub-account of each posting and computes its reference digest, one job
+//! per section of transactions. The second builds the four indexes, one job
+//! each, sorted by key.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use im::{OrdMap, Vector};
+
+use super::parallel::{run_jobs, Job};
+use crate::domain::ids::Sid;
+use crate::projection::keys::{reference_digest, ReferenceKey};
+use crate::projection::{Account, PostingList, SortedRunMap, SortedRunSet, Transaction};
+
+/// The indexes that `State` keeps over `transaction_order`.
+pub(super) struct Indexes {
+    pub transactions: SortedRunMap<Sid, Arc<Transaction>>,
+    pub references: SortedRunSet<ReferenceKey>,
+    pub account_transactions: OrdMap<Sid, PostingList>,
+    pub developer_transactions: OrdMap<Sid, Vector<Arc<Transaction>>>,
+}
+
+/// The result of one index job.
+enum Built {
+    Transactions(SortedRunMap<Sid, Arc<Transaction>>),
+    References(SortedRunSet<ReferenceKey>),
+    Accounts(OrdMap<Sid, PostingList>),
+    Developers(OrdMap<Sid, Vector<Arc<Transaction>>>),
+}
+
+/// Hashes sids for the decode's lookup tables with one multiply per word,
+/// as FxHash does. A sid contains 128 bits from the operating system's
+/// random source, so this spreads them as well as the standard SipHash at a
+/// fraction of its cost. The decode uses it only on sids the service
+/// generated, so no client can choose keys that collide.
+#[derive(Default)]
+struct SidHasher(u64);
+
+impl SidHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for SidHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.add(u64::from(*byte));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.add(word);
+    }
+
+    fn write_isize(&mut self, word: isize) {
+        self.add(word as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The snapshot's sub-accounts in sid order, each with its developer, and
+/// the position (rank) of each sid in that order.
+pub(super) struct AccountTable {
+    accounts: Vec<(Sid, Sid)>,
+    ranks: HashMap<Sid, u32, BuildHasherDefault<SidHasher>>,
+}
+
+impl AccountTable {
+    pub fn new(accounts: &OrdMap<Sid, Arc<Account>>) -> AccountTable {
+        let mut table = AccountTable {
+            accounts: Vec::with_capacity(accounts.len()),
+            ranks: HashMap::with_capacity_and_hasher(accounts.len(), Default::default()),
+        };
+        for (rank, account) in accounts.values().enumerate() {
+            let rank = u32::try_from(rank).expect("fewer than 2^32 sub-accounts");
+            table.accounts.push((account.sid, account.developer));
+            table.ranks.insert(account.sid, rank);
+        }
+        table
+    }
+
+    fn rank(&self, transaction: &Transaction) -> Result<u32, String> {
+        let account = transaction.account;
+        self.ranks.get(&account).copied().ok_or_else(|| {
+            format!("account {account} of transaction {} does not exist", transaction.sid)
+        })
+    }
+
+    fn developer(&self, rank: u32) -> Sid {
+        self.accounts[rank as usize].1
+    }
+}
+
+/// Keys found by the first round for one section of transactions: the
+/// rank of each posting's sub-account, and the reference keys, unsorted.
+struct SectionKeys {
+    ranks: Vec<u32>,
+    references: Vec<ReferenceKey>,
+}
+
+/// Builds and checks the four indexes over `runs`, the decoded sections of
+/// transactions in posting order, or returns the first check that failed.
+pub(super) fn build(
+    runs: &[Vec<Arc<Transaction>>],
+    table: &AccountTable,
+) -> Result<Indexes, String> {
+    let jobs: Vec<Job<'_, Result<SectionKeys, String>>> =
+        runs.iter().map(|run| Box::new(move || section_keys(run, table)) as Job<'_, _>).collect();
+    let keys = run_jobs(jobs).into_iter().collect::<Result<Vec<SectionKeys>, String>>()?;
+    let keys = &keys;
+
+    // Jobs in order of decreasing run time, so that the last two finish
+    // close together.
+    let jobs: Vec<Job<'_, Result<Built, String>>> = vec![
+        Box::new(move || by_sid(runs).map(Built::Transactions)),
+        Box::new(move || by_account(runs, keys, table).map(Built::Accounts)),
+        Box::new(move || by_reference(runs, keys, table).map(Built::References)),
+        Box::new(move || Ok(Built::Developers(by_developer(runs, keys, table)))),
+    ];
+    let mut indexes = Indexes {
+        transactions: SortedRunMap::default(),
+        references: SortedRunSet::default(),
+        account_transactions: OrdMap::new(),
+        developer_transactions: OrdMap::new(),
+    };
+    for built in run_jobs(jobs) {
+        match built? {
+            Built::Transactions(map) => indexes.transactions = map,
+            Built::References(set) => indexes.references = set,
+            Built::Accounts(map) => indexes.account_transactions = map,
+            Built::Developers(map) => indexes.developer_transactions = map,
+        }
+    }
+    Ok(indexes)
+}
+
+fn section_keys(run: &[Arc<Transaction>], table: &AccountTable) -> Result<SectionKeys, String> {
+    let mut keys = SectionKeys { ranks: Vec::with_capacity(run.len()), references: Vec::new() };
+    for transaction in run {
+        let rank = table.rank(transaction)?;
+        keys.ranks.push(rank);
+        if let Some(reference) = &transaction.refer_trans_id {
+            let developer = table.developer(rank);
+            let digest = reference_digest(developer, transaction.pay_method, reference);
+            keys.references.push((digest, transaction.sid));
+        }
+    }
+    Ok(keys)
+}
+
+/// Returns each posting with the rank of its sub-account, in posting order.
+fn ranked<'a>(
+    runs: &'a [Vec<Arc<Transaction>>],
+    keys: &'a [SectionKeys],
+) -> impl Iterator<Item = (&'a Arc<Transaction>, u32)> {
+    runs.iter().zip(keys).flat_map(|(run, keys)| run.iter().zip(keys.ranks.iter().copied()))
+}
+
+fn by_sid(runs: &[Vec<Arc<Transaction>>]) -> Result<SortedRunMap<Sid, Arc<Transaction>>, String> {
+    let count = runs.iter().map(Vec::len).sum();
+    let mut by_sid: Vec<(Sid, Arc<Transaction>)> = Vec::with_capacity(count);
+    for transaction in runs.iter().flatten() {
+        by_sid.push((transaction.sid, Arc::clone(transaction)));
+    }
+    by_sid.sort_unstable_by_key(|(sid, _)| *sid);
+    SortedRunMap::from_sorted(by_sid).map_err(|sid| format!("transaction {sid} is listed twice"))
+}
+
+/// Sorts the reference keys. Keys with one digest are adjacent then, and
+/// any two of them must differ in developer, pay method or reference.
+fn by_reference(
+    runs: &[Vec<Arc<Transaction>>],
+    keys: &[SectionKeys],
+    table: &AccountTable,
+) -> Result<SortedRunSet<ReferenceKey>, String> {
+    let count = keys.iter().map(|section| section.references.len()).sum();
+    let mut references: Vec<ReferenceKey> = Vec::with_capacity(count);
+    for section in keys {
+        references.extend_from_slice(&section.references);
+    }
+    references.sort_unstable();
+    check_shared_digests(runs, table, &references)?;
+    SortedRunSet::from_sorted(references)
+        .map_err(|(_, sid)| format!("transaction {sid} is listed twice"))
+}
+
+/// Compares in full the transactions whose reference keys share a digest.
+/// Two different references share one with a chance of about 2^-64, so
+/// finding their transactions by a scan of every posting costs nothing in
+/// practice.
+fn check_shared_digests(
+    runs: &[Vec<Arc<Transaction>>],
+    table: &AccountTable,
+    references: &[ReferenceKey],
+) -> Result<(), String> {
+    let groups: Vec<&[ReferenceKey]> = references
+        .chunk_by(|left, right| left.0 == right.0)
+        .filter(|group| group.len() > 1)
+        .collect();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let mut shared: HashMap<Sid, Option<&Transaction>> =
+        groups.iter().flat_map(|group| group.iter().map(|(_, sid)| (*sid, None))).collect();
+    for transaction in runs.iter().flatten() {
+        if let Some(slot) = shared.get_mut(&transaction.sid) {
+            *slot = Some(transaction.as_ref());
+        }
+    }
+    for group in groups {
+        let transactions: Vec<&Transaction> =
+            group.iter().filter_map(|(_, sid)| shared[sid]).collect();
+        for (index, first) in transactions.iter().enumerate() {
+            for second in &transactions[index + 1..] {
+                let same_developer =
+                    table.developer(table.rank(first)?) == table.developer(table.rank(second)?);
+                if same_developer
+                    && first.pay_method == second.pay_method
+                    && first.refer_trans_id == second.refer_trans_id
+                {
+                    return Err(format!("refer_trans_id of {} is used twice", second.sid));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Groups the sids by sub-account rank, which is sid order, so the map is
+/// built in key order.
+fn by_account(
+    runs: &[Vec<Arc<Transaction>>],
+    keys: &[SectionKeys],
+    table: &AccountTable,
+) -> Result<OrdMap<Sid, PostingList>, String> {
+    let mut counts = vec![0usize; table.accounts.len()];
+    for section in keys {
+        for rank in &section.ranks {
+            counts[*rank as usize] += 1;
+        }
+    }
+    let mut by_rank: Vec<Vec<Sid>> = counts.into_iter().map(Vec::with_capacity).collect();
+    for (transaction, rank) in ranked(runs, keys) {
+        by_rank[rank as usize].push(transaction.sid);
+    }
+    let lists = by_rank
+        .into_iter()
+        .zip(&table.accounts)
+        .filter(|(ids, _)| !ids.is_empty())
+        .map(|(ids, (account, _))| (*account, PostingList::from(ids)));
+    Ok(lists.collect())
+}
+
+fn by_developer(
+    runs: &[Vec<Arc<Transaction>>],
+    keys: &[SectionKeys],
+    table: &AccountTable,
+) -> OrdMap<Sid, Vector<Arc<Transaction>>> {
+    let mut by_developer: HashMap<Sid, Vector<Arc<Transaction>>, BuildHasherDefault<SidHasher>> =
+        HashMap::default();
+    for (transaction, rank) in ranked(runs, keys) {
+        let developer = table.developer(rank);
+        by_developer.entry(developer).or_default().push_back(Arc::clone(transaction));
+    }
+    let mut by_developer: Vec<(Sid, Vector<Arc<Transaction>>)> = by_developer.into_iter().collect();
+    by_developer.sort_unstable_by_key(|(sid, _)| *sid);
+    by_developer.into_iter().collect()
+}

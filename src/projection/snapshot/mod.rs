@@ -1,0 +1,338 @@
+//! The snapshot encoding of `State`, format version 3, and the canonical
+//! encoding that the state hash covers.
+//!
+//! A snapshot is `SNAPSHOT_PREFIX`, a table of section lengths, then the
+//! sections, each in postcard and decodable on its own. The first holds the
+//! views other than the SIP views and the transactions, and the second the
+//! SIP views. The others hold the transactions in posting order,
+//! `TRANSACTIONS_PER_SECTION` to a section. Decoding runs the sections as
+//! parallel jobs, then builds the indexes over the transactions (by sid,
+//! sub-account, developer and reference) the same way (`indexes`). Transactions are stored once and the indexes
+//! rebuilt: with this layout and the plain-value map keys, a snapshot of
+//! 1,000,000 postings fell from 298 to 145 MiB.
+
+mod indexes;
+mod parallel;
+
+use std::fmt;
+use std::sync::Arc;
+
+use im::{OrdMap, Vector};
+use rust_decimal::Decimal;
+use serde::de::{DeserializeOwned, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::keys::LedgerAccount;
+use super::{
+    Account, Developer, IdempotencyKey, IdempotentRequest, SipAccount, SipAlias, SipNameKey, State,
+    Transaction,
+};
+use crate::domain::ids::Sid;
+use crate::domain::money::Currency;
+use parallel::{run_jobs, Job};
+
+/// Starts every snapshot encoding: a zero byte and the format version. An
+/// encoding of an older format starts with another version, or with its
+/// sequence number, which is never zero in a snapshot, so `decode` rejects
+/// it instead of misreading it.
+const SNAPSHOT_PREFIX: [u8; 2] = [0, 3];
+
+/// Starts the canonical encoding that `state_hash` covers, followed by the
+/// state in postcard. This is the layout of snapshot format version 2, kept
+/// so that state hashes stay comparable with the builds that wrote it.
+const CANONICAL_PREFIX: [u8; 2] = [0, 2];
+
+/// Transactions per snapshot section: 65,536 postings are about 5 MiB of
+/// encoding, so 1,000,000 postings make 16 sections for the threads to
+/// share.
+const TRANSACTIONS_PER_SECTION: usize = 1 << 16;
+
+/// Bytes of the section count and of each length in the section table.
+const SECTION_COUNT_BYTES: usize = 4;
+const SECTION_LENGTH_BYTES: usize = 8;
+
+/// A snapshot that this build cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("the snapshot is of another format than version {}", SNAPSHOT_PREFIX[1])]
+    Format,
+    #[error("the snapshot's section table is invalid: {0}")]
+    Sections(String),
+    #[error(transparent)]
+    Decode(#[from] postcard::Error),
+    #[error("the snapshot's transactions do not fit its other views: {0}")]
+    Inconsistent(String),
+}
+
+/// The first section: every view but the SIP views and the transactions.
+type CoreViews = (
+    u64,
+    OrdMap<Sid, Arc<Developer>>,
+    OrdMap<Sid, Arc<Account>>,
+    Vector<Sid>,
+    OrdMap<Sid, Vector<Sid>>,
+    OrdMap<Arc<str>, Sid>,
+    OrdMap<Arc<IdempotencyKey>, Arc<IdempotentRequest>>,
+    OrdMap<(LedgerAccount, Currency), Decimal>,
+    OrdMap<Sid, u64>,
+);
+
+/// The second section: the SIP accounts, their aliases and names.
+type SipViews = (
+    OrdMap<Sid, Arc<SipAccount>>,
+    OrdMap<Sid, Vector<Sid>>,
+    OrdMap<Sid, Vector<Sid>>,
+    OrdMap<Sid, Arc<SipAlias>>,
+    OrdMap<Arc<SipNameKey>, Sid>,
+);
+
+/// The result of decoding one section.
+enum Section {
+    /// The core views, with a table of their sub-accounts.
+    Core(Box<CoreViews>, indexes::AccountTable),
+    Sip(Box<SipViews>),
+    Transactions(Vec<Arc<Transaction>>),
+}
+
+impl State {
+    /// Encodes the snapshot: `SNAPSHOT_PREFIX`, the section table and the
+    /// sections.
+    pub fn encode(&self) -> Vec<u8> {
+        self.encode_sections(TRANSACTIONS_PER_SECTION)
+    }
+
+    fn encode_sections(&self, transactions_per_section: usize) -> Vec<u8> {
+        // Every field is named, so that a new view fails to compile here
+        // until it has a section.
+        let State {
+            last_seq,
+            developers,
+            accounts,
+            account_order,
+            developer_accounts,
+            logins,
+            sip_accounts,
+            account_sip_accounts,
+            account_sip_history,
+            sip_aliases,
+            sip_names,
+            transaction_order,
+            transactions: _,
+            account_transactions: _,
+            developer_transactions: _,
+            references: _,
+            idempotency,
+            ledger_balances,
+            stream_versions,
+        } = self;
+        let postings: Vec<&Transaction> = transaction_order.iter().map(Arc::as_ref).collect();
+        let runs = postings.chunks(transactions_per_section);
+        let section_count = 2 + runs.len();
+
+        // The table is written with zero lengths first and filled in below.
+        let table_bytes = SECTION_COUNT_BYTES + section_count * SECTION_LENGTH_BYTES;
+        let mut out = SNAPSHOT_PREFIX.to_vec();
+        let count = u32::try_from(section_count).expect("fewer than 2^32 sections");
+        out.extend_from_slice(&count.to_le_bytes());
+        out.resize(SNAPSHOT_PREFIX.len() + table_bytes, 0);
+
+        let core = (
+            last_seq,
+            developers,
+            accounts,
+            account_order,
+            developer_accounts,
+            logins,
+            idempotency,
+            ledger_balances,
+            stream_versions,
+        );
+        let sip = (sip_accounts, account_sip_accounts, account_sip_history, sip_aliases, sip_names);
+        let mut lengths = Vec::with_capacity(section_count);
+        out = append_section(out, &core, &mut lengths);
+        out = append_section(out, &sip, &mut lengths);
+        for run in runs {
+            out = append_section(out, run, &mut lengths);
+        }
+
+        let mut at = SNAPSHOT_PREFIX.len() + SECTION_COUNT_BYTES;
+        for length in lengths {
+            out[at..at + SECTION_LENGTH_BYTES].copy_from_slice(&(length as u64).to_le_bytes());
+            at += SECTION_LENGTH_BYTES;
+        }
+        out
+    }
+
+    /// Writes the canonical encoding, `CANONICAL_PREFIX` and the state in
+    /// postcard, to `out` as it is produced, so that hashing it needs no
+    /// copy of the whole state in memory.
+    pub fn encode_canonical_into(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        out.write_all(&CANONICAL_PREFIX)?;
+        postcard::to_io(self, &mut out).map_err(std::io::Error::other)?;
+        out.flush()
+    }
+
+    /// Reads a snapshot of this build's format and rebuilds its indexes.
+    pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
+        let body = bytes.strip_prefix(&SNAPSHOT_PREFIX[..]).ok_or(SnapshotError::Format)?;
+        let sections = split_sections(body)?;
+        let [core, sip, transaction_sections @ ..] = sections.as_slice() else {
+            let reason = format!("{} sections, expected at least 2", sections.len());
+            return Err(SnapshotError::Sections(reason));
+        };
+
+        let mut jobs: Vec<Job<'_, Result<Section, SnapshotError>>> =
+            vec![Box::new(|| decode_core(core)), Box::new(|| decode_sip(sip))];
+        for section in transaction_sections {
+            jobs.push(Box::new(move || {
+                Ok(Section::Transactions(decode_section::<Run>(section)?.0))
+            }));
+        }
+        let mut core = None;
+        let mut sip = None;
+        let mut runs = Vec::with_capacity(transaction_sections.len());
+        for section in run_jobs(jobs) {
+            match section? {
+                Section::Core(views, table) => core = Some((views, table)),
+                Section::Sip(views) => sip = Some(views),
+                Section::Transactions(run) => runs.push(run),
+            }
+        }
+        let (core, table) = core.expect("the core section was decoded");
+        let sip = sip.expect("the SIP section was decoded");
+        let indexes = indexes::build(&runs, &table).map_err(SnapshotError::Inconsistent)?;
+        let (
+            last_seq,
+            developers,
+            accounts,
+            account_order,
+            developer_accounts,
+            logins,
+            idempotency,
+            ledger_balances,
+            stream_versions,
+        ) = *core;
+        let (sip_accounts, account_sip_accounts, account_sip_history, sip_aliases, sip_names) =
+            *sip;
+        Ok(State {
+            last_seq,
+            developers,
+            accounts,
+            account_order,
+            developer_accounts,
+            logins,
+            sip_accounts,
+            account_sip_accounts,
+            account_sip_history,
+            sip_aliases,
+            sip_names,
+            transaction_order: runs.into_iter().flatten().collect(),
+            transactions: indexes.transactions,
+            account_transactions: indexes.account_transactions,
+            developer_transactions: indexes.developer_transactions,
+            references: indexes.references,
+            idempotency,
+            ledger_balances,
+            stream_versions,
+        })
+    }
+}
+
+/// Appends `value` in postcard to `out` and records its length.
+fn append_section(
+    out: Vec<u8>,
+    value: &(impl serde::Serialize + ?Sized),
+    lengths: &mut Vec<usize>,
+) -> Vec<u8> {
+    let start = out.len();
+    // Serializing into a `Vec` fails only for a sequence of unknown
+    // length, and every collection here reports its length.
+    let out = postcard::to_extend(value, out).expect("projection state serializes");
+    lengths.push(out.len() - start);
+    out
+}
+
+/// Splits the body after the prefix into its sections, checking that the
+/// table's lengths cover the body exactly.
+fn split_sections(body: &[u8]) -> Result<Vec<&[u8]>, SnapshotError> {
+    let invalid = |reason: String| SnapshotError::Sections(reason);
+    let (count, rest) = body
+        .split_first_chunk::<SECTION_COUNT_BYTES>()
+        .ok_or_else(|| invalid("the section count is cut short".into()))?;
+    let count = u32::from_le_bytes(*count) as usize;
+    let table_bytes = count
+        .checked_mul(SECTION_LENGTH_BYTES)
+        .filter(|bytes| *bytes <= rest.len())
+        .ok_or_else(|| invalid(format!("the table of {count} sections is cut short")))?;
+    let (table, mut data) = rest.split_at(table_bytes);
+
+    let mut sections = Vec::with_capacity(count);
+    for (index, length) in table.chunks_exact(SECTION_LENGTH_BYTES).enumerate() {
+        let length = u64::from_le_bytes(length.try_into().expect("8 bytes"));
+        let Some(length) = usize::try_from(length).ok().filter(|length| *length <= data.len())
+        else {
+            return Err(invalid(format!("section {index} of {length} bytes runs past the end")));
+        };
+        let (section, after) = data.split_at(length);
+        sections.push(section);
+        data = after;
+    }
+    if !data.is_empty() {
+        return Err(invalid(format!("{} bytes follow the last section", data.len())));
+    }
+    Ok(sections)
+}
+
+/// Decodes a section that must hold exactly one `T`.
+fn decode_section<T: DeserializeOwned>(section: &[u8]) -> Result<T, SnapshotError> {
+    let (value, rest) = postcard::take_from_bytes(section)?;
+    if !rest.is_empty() {
+        let reason = format!("{} bytes follow the contents of a section", rest.len());
+        return Err(SnapshotError::Sections(reason));
+    }
+    Ok(value)
+}
+
+fn decode_core(section: &[u8]) -> Result<Section, SnapshotError> {
+    let views: Box<CoreViews> = Box::new(decode_section(section)?);
+    let table = indexes::AccountTable::new(&views.2);
+    Ok(Section::Core(views, table))
+}
+
+fn decode_sip(section: &[u8]) -> Result<Section, SnapshotError> {
+    Ok(Section::Sip(Box::new(decode_section(section)?)))
+}
+
+/// A section of transactions, each put behind its own `Arc` as it is
+/// decoded. serde's own `Arc<T>` decodes into a `Box` and copies it.
+struct Run(Vec<Arc<Transaction>>);
+
+impl<'de> Deserialize<'de> for Run {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Run, D::Error> {
+        deserializer.deserialize_seq(RunVisitor)
+    }
+}
+
+struct RunVisitor;
+
+impl<'de> Visitor<'de> for RunVisitor {
+    type Value = Run;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a sequence of transactions")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Run, A::Error> {
+        // The length comes from the snapshot, so it only sizes the first
+        // allocation up to a section's usual count.
+        let expected = sequence.size_hint().unwrap_or(0).min(TRANSACTIONS_PER_SECTION);
+        let mut run = Vec::with_capacity(expected);
+        while let Some(transaction) = sequence.next_element::<Transaction>()? {
+            run.push(Arc::new(transaction));
+        }
+        Ok(Run(run))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,277 @@
+use chrono::{TimeZone, Utc};
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::domain::events::{
+    Actor, BalancePosted, DeveloperCreated, Event, EventMeta, Leg, SubAccountCreated,
+};
+use crate::domain::ids::SidKind;
+use crate::projection::ApplyError;
+
+/// A state with one developer and two sub-accounts, and a way to post to it.
+#[derive(Clone)]
+struct Ledger {
+    state: State,
+    developer: Sid,
+    accounts: [Sid; 2],
+    /// Postings made so far, which numbers the next one.
+    postings: usize,
+}
+
+impl Ledger {
+    fn new() -> Ledger {
+        let developer = Sid::generate(SidKind::Developer);
+        let accounts = [Sid::generate(SidKind::Account), Sid::generate(SidKind::Account)];
+        let mut ledger = Ledger { state: State::default(), developer, accounts, postings: 0 };
+        let created = DeveloperCreated {
+            sid: developer,
+            name: "Snapshot".to_string(),
+            api_key_sha256: "00".repeat(32),
+        };
+        ledger.fold(Actor::Platform, Event::DeveloperCreated(created));
+        for (index, sid) in accounts.iter().enumerate() {
+            let event = Event::SubAccountCreated(SubAccountCreated {
+                sid: *sid,
+                developer_sid: developer,
+                login_id: format!("user{index}"),
+                password_argon2: String::new(),
+                first_name: None,
+                last_name: None,
+                email: None,
+                mobile_phone: None,
+                domain: "sip.example.com".to_string(),
+                currency: Currency::DEFAULT,
+            });
+            ledger.fold(Actor::Developer(developer), event);
+        }
+        ledger
+    }
+
+    /// Builds a ledger with `postings` TOPUPs of 1.00 spread over the two
+    /// sub-accounts, every other one with a reference.
+    fn with_postings(postings: usize) -> Ledger {
+        let mut ledger = Ledger::new();
+        for _ in 0..postings {
+            ledger.post();
+        }
+        ledger
+    }
+
+    fn fold(&mut self, actor: Actor, event: Event) {
+        self.try_fold(actor, event).expect("the event applies");
+    }
+
+    fn try_fold(&mut self, actor: Actor, event: Event) -> Result<(), ApplyError> {
+        let seq = self.state.last_seq + 1;
+        let recorded_at = Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap();
+        let meta = EventMeta { recorded_at, actor, request_id: String::new(), idempotency: None };
+        self.state.apply(seq, &meta, &event)
+    }
+
+    /// Posts the next TOPUP.
+    fn post(&mut self) {
+        let event = self.next_posting();
+        self.fold(Actor::Developer(self.developer), event);
+    }
+
+    /// Returns the next TOPUP of 1.00, alternating between the sub-accounts.
+    /// Even-numbered ones carry the reference `PAY-<number>`.
+    fn next_posting(&mut self) -> Event {
+        let index = self.postings;
+        self.postings += 1;
+        let account = self.accounts[index % self.accounts.len()];
+        let balance = self.state.accounts[&account].balance;
+        let amount = Decimal::ONE;
+        Event::BalanceToppedUp(BalancePosted {
+            sid: Sid::generate(SidKind::Transaction),
+            account_sid: account,
+            developer_sid: self.developer,
+            amount,
+            currency: Currency::DEFAULT,
+            pay_method: 4,
+            refer_trans_id: index.is_multiple_of(2).then(|| format!("PAY-{index}")),
+            desc: None,
+            legs: [
+                Leg { account: format!("subaccount:{account}"), amount },
+                Leg { account: "funding:paypal".to_string(), amount: -amount },
+            ],
+            balance_after: balance + amount,
+        })
+    }
+}
+
+/// Reads the section count from a snapshot's table.
+fn section_count(bytes: &[u8]) -> u32 {
+    let count = &bytes[SNAPSHOT_PREFIX.len()..SNAPSHOT_PREFIX.len() + SECTION_COUNT_BYTES];
+    u32::from_le_bytes(count.try_into().expect("4 bytes"))
+}
+
+#[test]
+fn hash_covers_canonical_encoding() {
+    let state = Ledger::with_postings(300).state;
+    let mut canonical = CANONICAL_PREFIX.to_vec();
+    canonical.extend(postcard::to_stdvec(&state).expect("the state serializes"));
+    let expected = hex::encode(Sha256::digest(&canonical));
+    assert_eq!(state.state_hash(), expected, "the hash of the canonical encoding");
+}
+
+#[test]
+fn decode_rejects_older_format() {
+    // Builds before format version 2 started with the sequence number.
+    let oldest = postcard::to_stdvec(&(5u64, 0u8)).expect("encodes");
+    let result = State::decode(&oldest);
+    assert!(matches!(result, Err(SnapshotError::Format)), "no prefix: {result:?}");
+
+    // Version 2 was the canonical encoding.
+    let state = Ledger::with_postings(3).state;
+    let mut version_2 = Vec::new();
+    state.encode_canonical_into(&mut version_2).expect("encodes");
+    let result = State::decode(&version_2);
+    assert!(matches!(result, Err(SnapshotError::Format)), "version 2: {result:?}");
+}
+
+#[test]
+fn empty_state_round_trips() {
+    let state = State::default();
+    let bytes = state.encode();
+    assert_eq!(section_count(&bytes), 2, "two view sections and no transactions");
+    let decoded = State::decode(&bytes).expect("decodes");
+    assert_eq!(decoded, state, "decoded state");
+}
+
+#[test]
+fn postings_round_trip() {
+    // 150 postings give each sub-account 75, past a short list's 64.
+    let state = Ledger::with_postings(150).state;
+    for per_section in [TRANSACTIONS_PER_SECTION, 7, 1] {
+        let bytes = state.encode_sections(per_section);
+        let expected_sections = 2 + 150usize.div_ceil(per_section);
+        assert_eq!(section_count(&bytes) as usize, expected_sections, "{per_section} per section");
+        let decoded = State::decode(&bytes).expect("decodes");
+        let case = format!("{per_section} per section");
+        assert_eq!(decoded.transaction_order, state.transaction_order, "posting order, {case}");
+        assert_eq!(decoded.transactions, state.transactions, "transactions by sid, {case}");
+        assert_eq!(decoded.account_transactions, state.account_transactions, "by account, {case}");
+        assert_eq!(
+            decoded.developer_transactions, state.developer_transactions,
+            "by developer, {case}"
+        );
+        assert_eq!(decoded.references, state.references, "references, {case}");
+        assert_eq!(decoded.ledger_balances, state.ledger_balances, "ledger balances, {case}");
+        assert_eq!(decoded, state, "whole state, {case}");
+        assert_eq!(decoded.state_hash(), state.state_hash(), "state hash, {case}");
+    }
+}
+
+#[test]
+fn decoded_state_keeps_folding() {
+    let mut folded = Ledger::with_postings(20);
+    let mut decoded = Ledger {
+        state: State::decode(&folded.state.encode_sections(6)).expect("decodes"),
+        ..folded.clone()
+    };
+    // Ten more postings into both, after the decoded indexes' sorted runs.
+    let actor = Actor::Developer(folded.developer);
+    for _ in 0..10 {
+        let event = folded.next_posting();
+        decoded.postings += 1;
+        folded.fold(actor, event.clone());
+        decoded.fold(actor, event);
+    }
+    assert_eq!(decoded.state.transactions.len(), 30, "postings by sid");
+    assert_eq!(decoded.state, folded.state, "the same state");
+    assert_eq!(decoded.state.state_hash(), folded.state.state_hash(), "the same hash");
+    let developer = folded.developer;
+    for reference in ["PAY-0", "PAY-18", "PAY-20", "PAY-28"] {
+        let found = decoded.state.find_reference(developer, 4, reference).map(|found| found.sid);
+        let expected = folded.state.find_reference(developer, 4, reference).map(|found| found.sid);
+        assert!(found.is_some(), "{reference} is found");
+        assert_eq!(found, expected, "{reference} finds the same posting");
+    }
+
+    // A reference from before the snapshot stays taken.
+    let Event::BalanceToppedUp(mut repeated) = decoded.next_posting() else {
+        unreachable!("next_posting returns a TOPUP");
+    };
+    repeated.refer_trans_id = Some("PAY-0".to_string());
+    let result = decoded.try_fold(actor, Event::BalanceToppedUp(repeated));
+    assert!(result.is_err(), "PAY-0 again is rejected: {result:?}");
+}
+
+#[test]
+fn decode_rejects_repeated_posting() {
+    let mut state = Ledger::with_postings(2).state;
+    let first = Arc::clone(&state.transaction_order[0]);
+    state.transaction_order.push_back(first);
+    for per_section in [TRANSACTIONS_PER_SECTION, 1] {
+        let result = State::decode(&state.encode_sections(per_section));
+        let rejected =
+            matches!(&result, Err(SnapshotError::Inconsistent(reason)) if reason.contains("twice"));
+        assert!(rejected, "{per_section} per section: {result:?}");
+    }
+}
+
+#[test]
+fn decode_rejects_repeated_reference() {
+    let mut state = Ledger::with_postings(2).state;
+    let mut copy = Transaction::clone(&state.transaction_order[0]);
+    copy.sid = Sid::generate(SidKind::Transaction);
+    state.transaction_order.push_back(Arc::new(copy));
+    let result = State::decode(&state.encode());
+    let rejected = matches!(&result, Err(SnapshotError::Inconsistent(reason)) if reason.contains("refer_trans_id"));
+    assert!(rejected, "repeated reference: {result:?}");
+}
+
+#[test]
+fn decode_rejects_unknown_account() {
+    let mut state = Ledger::with_postings(2).state;
+    let mut stray = Transaction::clone(&state.transaction_order[1]);
+    stray.sid = Sid::generate(SidKind::Transaction);
+    stray.account = Sid::generate(SidKind::Account);
+    state.transaction_order.push_back(Arc::new(stray));
+    let result = State::decode(&state.encode());
+    let rejected = matches!(&result, Err(SnapshotError::Inconsistent(reason)) if reason.contains("does not exist"));
+    assert!(rejected, "unknown account: {result:?}");
+}
+
+#[test]
+fn decode_rejects_damaged_sections() {
+    let bytes = Ledger::with_postings(10).state.encode_sections(4);
+    // Every cut of the snapshot, and one byte too many, fails without a panic.
+    for length in 0..bytes.len() {
+        let result = State::decode(&bytes[..length]);
+        assert!(result.is_err(), "cut at {length} of {} bytes decodes", bytes.len());
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    let result = State::decode(&longer);
+    assert!(matches!(result, Err(SnapshotError::Sections(_))), "a trailing byte: {result:?}");
+
+    // A section count far beyond the bytes.
+    let mut counted = bytes.clone();
+    counted[2..6].copy_from_slice(&u32::MAX.to_le_bytes());
+    let result = State::decode(&counted);
+    assert!(matches!(result, Err(SnapshotError::Sections(_))), "a huge count: {result:?}");
+
+    // A length moved from the first section to the second.
+    let mut shifted = bytes.clone();
+    let first_length = u64::from_le_bytes(shifted[6..14].try_into().unwrap());
+    let second_length = u64::from_le_bytes(shifted[14..22].try_into().unwrap());
+    shifted[6..14].copy_from_slice(&(first_length - 1).to_le_bytes());
+    shifted[14..22].copy_from_slice(&(second_length + 1).to_le_bytes());
+    let result = State::decode(&shifted);
+    assert!(result.is_err(), "a section boundary moved by one byte decodes");
+}
+
+#[test]
+fn decoded_references_match() {
+    let ledger = Ledger::with_postings(4);
+    let decoded = State::decode(&ledger.state.encode()).expect("decodes");
+    let first = &ledger.state.transaction_order[0];
+    let developer = ledger.developer;
+    let found = decoded.find_reference(developer, 4, "PAY-0").map(|found| found.sid);
+    assert_eq!(found, Some(first.sid), "PAY-0 finds the first posting");
+    assert!(decoded.find_reference(developer, 5, "PAY-0").is_none(), "other pay method");
+    assert!(decoded.find_reference(developer, 4, "PAY-1").is_none(), "posting without one");
+}
