@@ -7,7 +7,7 @@
 //! Two rounds of parallel jobs do the work. The first looks up the
 //! sub-account of each posting and computes its reference digest, one job
 //! per section of transactions. The second builds the four indexes, one job
-//! each, sorted by key.
+//! each, sorted by key, and the `Vector` of every posting in posting order.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -20,8 +20,9 @@ use crate::domain::ids::Sid;
 use crate::projection::keys::{reference_digest, ReferenceKey};
 use crate::projection::{Account, PostingList, SortedRunMap, SortedRunSet, Transaction};
 
-/// The indexes that `State` keeps over `transaction_order`.
+/// `transaction_order` and the indexes that `State` keeps over it.
 pub(super) struct Indexes {
+    pub transaction_order: Vector<Arc<Transaction>>,
     pub transactions: SortedRunMap<Sid, Arc<Transaction>>,
     pub references: SortedRunSet<ReferenceKey>,
     pub account_transactions: OrdMap<Sid, PostingList>,
@@ -30,6 +31,7 @@ pub(super) struct Indexes {
 
 /// The result of one index job.
 enum Built {
+    Order(Vector<Arc<Transaction>>),
     Transactions(SortedRunMap<Sid, Arc<Transaction>>),
     References(SortedRunSet<ReferenceKey>),
     Accounts(OrdMap<Sid, PostingList>),
@@ -110,8 +112,9 @@ struct SectionKeys {
     references: Vec<ReferenceKey>,
 }
 
-/// Builds and checks the four indexes over `runs`, the decoded sections of
-/// transactions in posting order, or returns the first check that failed.
+/// Builds `transaction_order` from `runs`, the decoded sections of
+/// transactions in posting order, and builds and checks the four indexes
+/// over them, or returns the first check that failed.
 pub(super) fn build(
     runs: &[Vec<Arc<Transaction>>],
     table: &AccountTable,
@@ -127,9 +130,11 @@ pub(super) fn build(
         Box::new(move || by_sid(runs).map(Built::Transactions)),
         Box::new(move || by_account(runs, keys, table).map(Built::Accounts)),
         Box::new(move || by_reference(runs, keys, table).map(Built::References)),
+        Box::new(move || Ok(Built::Order(runs.iter().flatten().cloned().collect()))),
         Box::new(move || Ok(Built::Developers(by_developer(runs, keys, table)))),
     ];
     let mut indexes = Indexes {
+        transaction_order: Vector::new(),
         transactions: SortedRunMap::default(),
         references: SortedRunSet::default(),
         account_transactions: OrdMap::new(),
@@ -137,6 +142,7 @@ pub(super) fn build(
     };
     for built in run_jobs(jobs) {
         match built? {
+            Built::Order(order) => indexes.transaction_order = order,
             Built::Transactions(map) => indexes.transactions = map,
             Built::References(set) => indexes.references = set,
             Built::Accounts(map) => indexes.account_transactions = map,

@@ -226,7 +226,7 @@ impl State {
             account_sip_history,
             sip_aliases,
             sip_names,
-            transaction_order: runs.into_iter().flatten().collect(),
+            transaction_order: indexes.transaction_order,
             transactions: indexes.transactions,
             account_transactions: indexes.account_transactions,
             developer_transactions: indexes.developer_transactions,
