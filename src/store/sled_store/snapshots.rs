@@ -3,20 +3,24 @@
 //! (`00000000000001300001.snapshot`).
 //!
 //! A file is a header (`SNAPSHOT_MAGIC`, the sequence number, the length
-//! and SHA-256 of the snapshot) followed by the snapshot. It is written
+//! and CRC-32 of the snapshot) followed by the snapshot. It is written
 //! under a temporary name, synced and renamed into place, so a crash leaves
 //! no partial file under a snapshot's name. Files are read without sled, so
 //! a start can read and decode the newest while sled opens. Earlier builds
 //! kept snapshots in sled's `snapshots` tree, where reading and checking the
 //! 145 MiB snapshot of `loadgen scale` took 0.3 to 0.4 s on a 2-core VM,
-//! against about 0.2 s from a file, and could not start before sled was
+//! against about 0.1 s from a file, and could not start before sled was
 //! open.
+//!
+//! The CRC-32 detects damage, as it does for the journal's records. It
+//! replaced a SHA-256, which took 0.11 s of that read and gave no more
+//! protection against a deliberate change, because it sat in the same file.
+//! A snapshot that passes the check is still checked against its log
+//! (`recovery`).
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 use crate::store::{StoreResult, StoredSnapshot};
 
@@ -34,8 +38,8 @@ const SEQ_DIGITS: usize = 20;
 /// format 1.
 const SNAPSHOT_MAGIC: [u8; 8] = *b"SLPSNAP1";
 /// Bytes of the header: the magic, the sequence number and the length
-/// (u64 big-endian each), and the SHA-256 of the snapshot.
-const HEADER_BYTES: usize = 8 + 8 + 8 + 32;
+/// (u64 big-endian each), and the CRC-32 of the snapshot (u32 big-endian).
+const HEADER_BYTES: usize = 8 + 8 + 8 + 4;
 /// How many snapshots are kept; older ones are removed after a new one.
 const SNAPSHOTS_KEPT: usize = 2;
 
@@ -107,7 +111,7 @@ fn read_checked(path: &Path, seq: u64) -> Result<Vec<u8>, String> {
     file.read_exact(&mut header).map_err(|error| format!("failed to read its header: {error}"))?;
     let (magic, rest) = header.split_at(8);
     let (stored_seq, rest) = rest.split_at(8);
-    let (length, digest) = rest.split_at(8);
+    let (length, stored_crc) = rest.split_at(8);
     if magic != SNAPSHOT_MAGIC {
         return Err("the file does not start with the snapshot magic".into());
     }
@@ -128,8 +132,8 @@ fn read_checked(path: &Path, seq: u64) -> Result<Vec<u8>, String> {
     if bytes.len() as u64 != length {
         return Err(format!("read {} bytes, the header says {length}", bytes.len()));
     }
-    if Sha256::digest(&bytes)[..] != *digest {
-        return Err("its SHA-256 does not match its header".into());
+    if crc32fast::hash(&bytes).to_be_bytes()[..] != *stored_crc {
+        return Err("its CRC-32 does not match its header".into());
     }
     Ok(bytes)
 }
@@ -146,7 +150,7 @@ pub(super) fn save(log_dir: &Path, seq: u64, bytes: &[u8]) -> StoreResult<()> {
     header.extend_from_slice(&SNAPSHOT_MAGIC);
     header.extend_from_slice(&seq.to_be_bytes());
     header.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-    header.extend_from_slice(&Sha256::digest(bytes));
+    header.extend_from_slice(&crc32fast::hash(bytes).to_be_bytes());
     let mut file = File::create(&temporary)?;
     file.write_all(&header)?;
     file.write_all(bytes)?;
