@@ -4,10 +4,11 @@
 //! and no posting on a sub-account the snapshot lacks. A snapshot is
 //! trusted only as far as these checks hold.
 //!
-//! Two rounds of parallel jobs do the work. The first looks up the
-//! sub-account of each posting and computes its reference digest, one job
-//! per section of transactions. The second builds the four indexes, one job
-//! each, sorted by key, and the `Vector` of every posting in posting order.
+//! The job that decodes a section of transactions also looks up the
+//! sub-account of each posting and computes its reference digest
+//! (`section_keys`), while the section is in the cache. `build` then builds
+//! the four indexes as parallel jobs, each sorted by key, and the `Vector`
+//! of every posting in posting order.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -105,25 +106,22 @@ impl AccountTable {
     }
 }
 
-/// Keys found by the first round for one section of transactions: the
-/// rank of each posting's sub-account, and the reference keys, unsorted.
-struct SectionKeys {
+/// Keys of one section of transactions: the rank of each posting's
+/// sub-account, and the reference keys, unsorted.
+pub(super) struct SectionKeys {
     ranks: Vec<u32>,
     references: Vec<ReferenceKey>,
 }
 
 /// Builds `transaction_order` from `runs`, the decoded sections of
 /// transactions in posting order, and builds and checks the four indexes
-/// over them, or returns the first check that failed.
+/// over them, or returns the first check that failed. `keys` contains
+/// the `section_keys` of each run.
 pub(super) fn build(
     runs: &[Vec<Arc<Transaction>>],
+    keys: &[SectionKeys],
     table: &AccountTable,
 ) -> Result<Indexes, String> {
-    let jobs: Vec<Job<'_, Result<SectionKeys, String>>> =
-        runs.iter().map(|run| Box::new(move || section_keys(run, table)) as Job<'_, _>).collect();
-    let keys = run_jobs(jobs).into_iter().collect::<Result<Vec<SectionKeys>, String>>()?;
-    let keys = &keys;
-
     // Jobs in order of decreasing run time, so that the last two finish
     // close together.
     let jobs: Vec<Job<'_, Result<Built, String>>> = vec![
@@ -152,7 +150,12 @@ pub(super) fn build(
     Ok(indexes)
 }
 
-fn section_keys(run: &[Arc<Transaction>], table: &AccountTable) -> Result<SectionKeys, String> {
+/// Finds the sub-account rank and the reference key of each posting in a
+/// section of transactions.
+pub(super) fn section_keys(
+    run: &[Arc<Transaction>],
+    table: &AccountTable,
+) -> Result<SectionKeys, String> {
     let mut keys = SectionKeys { ranks: Vec::with_capacity(run.len()), references: Vec::new() };
     for transaction in run {
         let rank = table.rank(transaction)?;
