@@ -7,10 +7,10 @@
 //! under a temporary name, synced and renamed into place, so a crash leaves
 //! no partial file under a snapshot's name. Files are read without sled, so
 //! a start can read and decode the newest while sled opens. Earlier builds
-//! kept snapshots in sled's `snapshots` tree, where reading and checking the
-//! 145 MiB snapshot of `loadgen scale` took 0.3 to 0.4 s on a 2-core VM,
-//! against about 0.1 s from a file, and could not start before sled was
-//! open.
+//! kept snapshots in sled's `snapshots` tree. There, reading and checking
+//! the 145 MiB snapshot of `loadgen scale` took 0.3 to 0.4 s on a 2-core
+//! VM and could not start before sled was open. From a file it takes about
+//! 0.1 s.
 //!
 //! The CRC-32 detects damage, as it does for the journal's records. It
 //! replaced a SHA-256, which took 0.11 s of that read and gave no more
