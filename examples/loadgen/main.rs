@@ -8,12 +8,14 @@
 //! percentiles, errors, the server's CPU and its peak RSS. `scale` builds a large log in-process,
 //! times the server's cold start and its start from a snapshot, then runs
 //! the scenarios against it. Both stop by themselves and kill the server
-//! when they exit.
+//! when they exit. `starts` times repeated starts on a data directory that
+//! `scale --data-dir` kept.
 //!
 //! ```text
 //! cargo build --release --bin subledger --example loadgen
 //! target/release/examples/loadgen run --accounts 10000 --clients 16 --seconds 10
 //! target/release/examples/loadgen scale --accounts 100000 --postings 1000000
+//! target/release/examples/loadgen starts --data-dir /tmp/snapdata --runs 3
 //! ```
 
 mod drive;
@@ -62,6 +64,9 @@ enum Mode {
     /// Build a large log in-process, time cold and snapshot starts, then
     /// run the scenarios against it.
     Scale(scale::ScaleArgs),
+    /// Start the server on an existing data directory several times and
+    /// time each start until `/readyz` returns 200.
+    Starts(scale::StartsArgs),
 }
 
 /// Scenario settings shared by `run` and `scale`.
@@ -121,6 +126,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(run(accounts as usize, setup_concurrency as usize, &load, &server))
         }
         Mode::Scale(args) => scale::scale(&runtime, &args),
+        Mode::Starts(args) => scale::starts(&runtime, &args),
     }
 }
 

@@ -42,6 +42,19 @@ pub struct ScaleArgs {
     server: ServerArgs,
 }
 
+/// Settings of `starts`.
+#[derive(Args)]
+pub struct StartsArgs {
+    /// Data directory to start on, such as one `scale --data-dir` kept.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Starts to time, one after another.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    runs: u64,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
 pub fn scale(runtime: &tokio::runtime::Runtime, args: &ScaleArgs) -> anyhow::Result<()> {
     let temp = tempfile::tempdir().context("failed to create a temporary directory")?;
     let data_dir = match &args.data_dir {
@@ -79,6 +92,32 @@ pub fn scale(runtime: &tokio::runtime::Runtime, args: &ScaleArgs) -> anyhow::Res
         crate::check_balances(&target, &results, before).await
     })?;
     server.stop()?;
+    Ok(())
+}
+
+/// Starts the server `args.runs` times on the data directory, stopping it
+/// after each start, and prints each start and the median time to ready.
+pub fn starts(runtime: &tokio::runtime::Runtime, args: &StartsArgs) -> anyhow::Result<()> {
+    if !args.data_dir.exists() {
+        bail!(
+            "--data-dir {} does not exist; build one with scale --data-dir",
+            args.data_dir.display()
+        );
+    }
+    let options = args.server.options(args.data_dir.clone());
+    let mut ready_times = Vec::new();
+    for run in 1..=args.runs {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().next().unwrap_or("unknown").to_string();
+        let (server, ready_after) = start_ready(runtime, &options)?;
+        println!("start {run}: load average {load}, server CPU {:.2} s", server.cpu_seconds()?);
+        print_start(&format!("start {run}"), &server, ready_after)?;
+        server.stop()?;
+        ready_times.push(ready_after);
+    }
+    ready_times.sort();
+    let median = ready_times[ready_times.len() / 2];
+    println!("median of {} starts: ready after {:.2} s", args.runs, median.as_secs_f64());
     Ok(())
 }
 

@@ -59,10 +59,21 @@ pub fn preload_snapshot(files: Vec<SnapshotFile>) -> Preloaded {
     let mut preloaded = Preloaded::default();
     for file in files {
         preloaded.oldest_tried = Some(file.seq);
+        let started = Instant::now();
         let Some(snapshot) = file.read() else {
             continue;
         };
+        let read_ms = started.elapsed().as_millis() as u64;
         if let Some(state) = decode_snapshot(&snapshot) {
+            let decode_ms = started.elapsed().as_millis() as u64 - read_ms;
+            let bytes = snapshot.bytes.len();
+            tracing::debug!(
+                seq = file.seq,
+                bytes,
+                read_ms,
+                decode_ms,
+                "projection snapshot preloaded"
+            );
             preloaded.snapshot = Some((snapshot.seq, state));
             break;
         }

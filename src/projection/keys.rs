@@ -5,9 +5,10 @@
 //! and allocates nothing per key.
 
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::domain::ids::{Sid, SidKind};
 use crate::domain::posting::{pay_method_name, ADJUSTMENTS_ACCOUNT, PAY_METHODS};
@@ -72,19 +73,21 @@ impl PartialEq<LedgerAccount> for String {
 /// each match is compared in full with its transaction.
 pub type ReferenceKey = (u64, Sid);
 
-/// The first 64 bits of SHA-256 over developer, pay method and reference.
-/// SHA-256 keeps the digest the same in every build, which snapshots need,
-/// and makes references chosen to collide costly to find.
+/// A 64-bit keyed hash of developer, pay method and reference: std's
+/// `RandomState` (SipHash-1-3 as of Rust 1.95) with keys drawn once per
+/// process. The keys are secret, so references chosen to collide cannot be
+/// prepared. Digests are never stored, so they need not match across
+/// processes, because a snapshot start computes them again. At a snapshot
+/// start of 1,000,000 postings, SHA-256 here took about 75 ms of CPU on a
+/// 2-core VM.
 pub fn reference_digest(developer: Sid, pay_method: u16, reference: &str) -> u64 {
-    let mut hasher = Sha256::new();
-    hasher.update(developer.value().to_be_bytes());
-    hasher.update(pay_method.to_be_bytes());
-    hasher.update(reference.as_bytes());
-    let digest = hasher.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
+    let keys = REFERENCE_HASH_KEYS.get_or_init(RandomState::new);
+    keys.hash_one((developer, pay_method, reference))
 }
+
+/// The hash keys of `reference_digest`, drawn from the operating system's
+/// random source once per process.
+static REFERENCE_HASH_KEYS: OnceLock<RandomState> = OnceLock::new();
 
 /// Returns the smallest key with this digest. Every key contains a
 /// transaction sid, and no transaction sid is below value 0.

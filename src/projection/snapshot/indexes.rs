@@ -4,10 +4,11 @@
 //! and no posting on a sub-account the snapshot lacks. A snapshot is
 //! trusted only as far as these checks hold.
 //!
-//! Two rounds of parallel jobs do the work. The first looks up the
-//! sub-account of each posting and computes its reference digest, one job
-//! per section of transactions. The second builds the four indexes, one job
-//! each, sorted by key.
+//! The job that decodes a section of transactions also looks up the
+//! sub-account of each posting and computes its reference digest
+//! (`section_keys`), while the section is in the cache. `build` then builds
+//! the four indexes as parallel jobs, each sorted by key, and the `Vector`
+//! of every posting in posting order.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -20,8 +21,9 @@ use crate::domain::ids::Sid;
 use crate::projection::keys::{reference_digest, ReferenceKey};
 use crate::projection::{Account, PostingList, SortedRunMap, SortedRunSet, Transaction};
 
-/// The indexes that `State` keeps over `transaction_order`.
+/// `transaction_order` and the indexes that `State` keeps over it.
 pub(super) struct Indexes {
+    pub transaction_order: Vector<Arc<Transaction>>,
     pub transactions: SortedRunMap<Sid, Arc<Transaction>>,
     pub references: SortedRunSet<ReferenceKey>,
     pub account_transactions: OrdMap<Sid, PostingList>,
@@ -30,6 +32,7 @@ pub(super) struct Indexes {
 
 /// The result of one index job.
 enum Built {
+    Order(Vector<Arc<Transaction>>),
     Transactions(SortedRunMap<Sid, Arc<Transaction>>),
     References(SortedRunSet<ReferenceKey>),
     Accounts(OrdMap<Sid, PostingList>),
@@ -103,33 +106,33 @@ impl AccountTable {
     }
 }
 
-/// Keys found by the first round for one section of transactions: the
-/// rank of each posting's sub-account, and the reference keys, unsorted.
-struct SectionKeys {
+/// Keys of one section of transactions: the rank of each posting's
+/// sub-account, and the reference keys, unsorted.
+pub(super) struct SectionKeys {
     ranks: Vec<u32>,
     references: Vec<ReferenceKey>,
 }
 
-/// Builds and checks the four indexes over `runs`, the decoded sections of
-/// transactions in posting order, or returns the first check that failed.
+/// Builds `transaction_order` from `runs`, the decoded sections of
+/// transactions in posting order, and builds and checks the four indexes
+/// over them, or returns the first check that failed. `keys` contains
+/// the `section_keys` of each run.
 pub(super) fn build(
     runs: &[Vec<Arc<Transaction>>],
+    keys: &[SectionKeys],
     table: &AccountTable,
 ) -> Result<Indexes, String> {
-    let jobs: Vec<Job<'_, Result<SectionKeys, String>>> =
-        runs.iter().map(|run| Box::new(move || section_keys(run, table)) as Job<'_, _>).collect();
-    let keys = run_jobs(jobs).into_iter().collect::<Result<Vec<SectionKeys>, String>>()?;
-    let keys = &keys;
-
     // Jobs in order of decreasing run time, so that the last two finish
     // close together.
     let jobs: Vec<Job<'_, Result<Built, String>>> = vec![
         Box::new(move || by_sid(runs).map(Built::Transactions)),
         Box::new(move || by_account(runs, keys, table).map(Built::Accounts)),
         Box::new(move || by_reference(runs, keys, table).map(Built::References)),
+        Box::new(move || Ok(Built::Order(runs.iter().flatten().cloned().collect()))),
         Box::new(move || Ok(Built::Developers(by_developer(runs, keys, table)))),
     ];
     let mut indexes = Indexes {
+        transaction_order: Vector::new(),
         transactions: SortedRunMap::default(),
         references: SortedRunSet::default(),
         account_transactions: OrdMap::new(),
@@ -137,6 +140,7 @@ pub(super) fn build(
     };
     for built in run_jobs(jobs) {
         match built? {
+            Built::Order(order) => indexes.transaction_order = order,
             Built::Transactions(map) => indexes.transactions = map,
             Built::References(set) => indexes.references = set,
             Built::Accounts(map) => indexes.account_transactions = map,
@@ -146,7 +150,12 @@ pub(super) fn build(
     Ok(indexes)
 }
 
-fn section_keys(run: &[Arc<Transaction>], table: &AccountTable) -> Result<SectionKeys, String> {
+/// Finds the sub-account rank and the reference key of each posting in a
+/// section of transactions.
+pub(super) fn section_keys(
+    run: &[Arc<Transaction>],
+    table: &AccountTable,
+) -> Result<SectionKeys, String> {
     let mut keys = SectionKeys { ranks: Vec::with_capacity(run.len()), references: Vec::new() };
     for transaction in run {
         let rank = table.rank(transaction)?;
