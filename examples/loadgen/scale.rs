@@ -147,7 +147,7 @@ fn write_snapshot(data_dir: &std::path::Path, built: &fixture::BuiltLog) -> anyh
     }
     let started = Instant::now();
     let state = &built.state;
-    let length = store.save_snapshot(state.last_seq, &mut |out| out.write_all(&state.encode()))?;
+    let length = store.save_snapshot(state.last_seq, &mut |out| state.encode_into(out))?;
     let stored = started.elapsed();
     drop(store);
     wait_for_unlock(data_dir)?;

@@ -320,7 +320,7 @@ fn check_link(raw: &RawEvent, prev_hash: &[u8; 32]) -> Result<RecordedEvent, Rec
 /// snapshot only costs a longer replay at the next start.
 pub fn write_snapshot(store: &dyn EventStore, state: &State) {
     let started = Instant::now();
-    match store.save_snapshot(state.last_seq, &mut |out| out.write_all(&state.encode())) {
+    match store.save_snapshot(state.last_seq, &mut |out| state.encode_into(out)) {
         Ok(bytes) => tracing::info!(
             seq = state.last_seq,
             bytes,

@@ -1,8 +1,11 @@
 //! The snapshot encoding of `State`, format version 3, and the canonical
 //! encoding that the state hash covers.
 //!
-//! A snapshot is `SNAPSHOT_PREFIX`, a table of section lengths, then the
-//! sections, each in postcard and decodable on its own. The first contains
+//! A snapshot is `SNAPSHOT_PREFIX`, the sections, each in postcard and
+//! decodable on its own, then a table of their lengths and, last, the
+//! section count. With the table at the end, the sections are written out
+//! one at a time as they are encoded, and a snapshot is never in memory
+//! whole. The first contains
 //! the views other than the SIP views and the transactions, and the second
 //! the SIP views. The others contain the transactions in posting order,
 //! `TRANSACTIONS_PER_SECTION` to a section. Decoding runs the sections as
@@ -97,13 +100,30 @@ enum Section {
 }
 
 impl State {
-    /// Encodes the snapshot: `SNAPSHOT_PREFIX`, the section table and the
-    /// sections.
+    /// Encodes the snapshot: `SNAPSHOT_PREFIX`, the sections and the section
+    /// table.
     pub fn encode(&self) -> Vec<u8> {
         self.encode_sections(TRANSACTIONS_PER_SECTION)
     }
 
+    /// Writes the snapshot that `encode` returns to `out`, a section at a
+    /// time, so that only the largest section is in memory at once.
+    pub fn encode_into(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.write_sections(TRANSACTIONS_PER_SECTION, out)
+    }
+
     fn encode_sections(&self, transactions_per_section: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Writing to a `Vec` does not fail.
+        self.write_sections(transactions_per_section, &mut out).expect("a Vec takes every write");
+        out
+    }
+
+    fn write_sections(
+        &self,
+        transactions_per_section: usize,
+        out: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
         // Every field is named, so that a new view fails to compile here
         // until it has a section.
         let State {
@@ -130,13 +150,7 @@ impl State {
         let postings: Vec<&Transaction> = transaction_order.iter().map(Arc::as_ref).collect();
         let runs = postings.chunks(transactions_per_section);
         let section_count = 2 + runs.len();
-
-        // The table is written with zero lengths first and filled in below.
-        let table_bytes = SECTION_COUNT_BYTES + section_count * SECTION_LENGTH_BYTES;
-        let mut out = SNAPSHOT_PREFIX.to_vec();
-        let count = u32::try_from(section_count).expect("fewer than 2^32 sections");
-        out.extend_from_slice(&count.to_le_bytes());
-        out.resize(SNAPSHOT_PREFIX.len() + table_bytes, 0);
+        out.write_all(&SNAPSHOT_PREFIX)?;
 
         let core = (
             last_seq,
@@ -150,19 +164,19 @@ impl State {
             stream_versions,
         );
         let sip = (sip_accounts, account_sip_accounts, account_sip_history, sip_aliases, sip_names);
-        let mut lengths = Vec::with_capacity(section_count);
-        out = append_section(out, &core, &mut lengths);
-        out = append_section(out, &sip, &mut lengths);
+        let mut sections = SectionWriter { out, buffer: Vec::new(), lengths: Vec::new() };
+        sections.write(&core)?;
+        sections.write(&sip)?;
         for run in runs {
-            out = append_section(out, run, &mut lengths);
+            sections.write(run)?;
         }
 
-        let mut at = SNAPSHOT_PREFIX.len() + SECTION_COUNT_BYTES;
+        let SectionWriter { out, lengths, .. } = sections;
         for length in lengths {
-            out[at..at + SECTION_LENGTH_BYTES].copy_from_slice(&(length as u64).to_le_bytes());
-            at += SECTION_LENGTH_BYTES;
+            out.write_all(&length.to_le_bytes())?;
         }
-        out
+        let count = u32::try_from(section_count).expect("fewer than 2^32 sections");
+        out.write_all(&count.to_le_bytes())
     }
 
     /// Writes the canonical encoding, `CANONICAL_PREFIX` and the state in
@@ -247,33 +261,41 @@ impl State {
     }
 }
 
-/// Appends `value` in postcard to `out` and records its length.
-fn append_section(
-    out: Vec<u8>,
-    value: &(impl serde::Serialize + ?Sized),
-    lengths: &mut Vec<usize>,
-) -> Vec<u8> {
-    let start = out.len();
-    // Serializing into a `Vec` fails only for a sequence of unknown
-    // length, and every collection here reports its length.
-    let out = postcard::to_extend(value, out).expect("projection state serializes");
-    lengths.push(out.len() - start);
-    out
+/// Writes sections to `out` one at a time and records their lengths.
+struct SectionWriter<'a> {
+    out: &'a mut dyn std::io::Write,
+    /// The section being encoded, kept between sections for its capacity.
+    buffer: Vec<u8>,
+    lengths: Vec<u64>,
+}
+
+impl SectionWriter<'_> {
+    fn write(&mut self, value: &(impl serde::Serialize + ?Sized)) -> std::io::Result<()> {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        // Serializing into a `Vec` fails only for a sequence of unknown
+        // length, and every collection here reports its length.
+        let buffer = postcard::to_extend(value, buffer).expect("projection state serializes");
+        self.out.write_all(&buffer)?;
+        self.lengths.push(buffer.len() as u64);
+        self.buffer = buffer;
+        Ok(())
+    }
 }
 
 /// Splits the body after the prefix into its sections, checking that the
-/// table's lengths cover the body exactly.
+/// table at its end covers the rest exactly.
 fn split_sections(body: &[u8]) -> Result<Vec<&[u8]>, SnapshotError> {
     let invalid = |reason: String| SnapshotError::Sections(reason);
-    let (count, rest) = body
-        .split_first_chunk::<SECTION_COUNT_BYTES>()
+    let (rest, count) = body
+        .split_last_chunk::<SECTION_COUNT_BYTES>()
         .ok_or_else(|| invalid("the section count is cut short".into()))?;
     let count = u32::from_le_bytes(*count) as usize;
     let table_bytes = count
         .checked_mul(SECTION_LENGTH_BYTES)
         .filter(|bytes| *bytes <= rest.len())
         .ok_or_else(|| invalid(format!("the table of {count} sections is cut short")))?;
-    let (table, mut data) = rest.split_at(table_bytes);
+    let (mut data, table) = rest.split_at(rest.len() - table_bytes);
 
     let mut sections = Vec::with_capacity(count);
     for (index, length) in table.chunks_exact(SECTION_LENGTH_BYTES).enumerate() {

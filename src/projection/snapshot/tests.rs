@@ -101,10 +101,18 @@ impl Ledger {
     }
 }
 
-/// Reads the section count from a snapshot's table.
+/// Reads the section count at the end of a snapshot.
 fn section_count(bytes: &[u8]) -> u32 {
-    let count = &bytes[SNAPSHOT_PREFIX.len()..SNAPSHOT_PREFIX.len() + SECTION_COUNT_BYTES];
+    let count = &bytes[bytes.len() - SECTION_COUNT_BYTES..];
     u32::from_le_bytes(count.try_into().expect("4 bytes"))
+}
+
+/// The byte range of section `index`'s length in a snapshot's table.
+fn length_range(bytes: &[u8], index: usize) -> std::ops::Range<usize> {
+    let count = section_count(bytes) as usize;
+    let table = bytes.len() - SECTION_COUNT_BYTES - count * SECTION_LENGTH_BYTES;
+    let start = table + index * SECTION_LENGTH_BYTES;
+    start..start + SECTION_LENGTH_BYTES
 }
 
 #[test]
@@ -247,19 +255,25 @@ fn decode_rejects_damaged_sections() {
     longer.push(0);
     let result = State::decode(&longer);
     assert!(matches!(result, Err(SnapshotError::Sections(_))), "a trailing byte: {result:?}");
+    let mut longer = bytes.clone();
+    longer.insert(SNAPSHOT_PREFIX.len(), 0);
+    let result = State::decode(&longer);
+    assert!(result.is_err(), "an extra byte before the sections decodes");
 
     // A section count far beyond the bytes.
     let mut counted = bytes.clone();
-    counted[2..6].copy_from_slice(&u32::MAX.to_le_bytes());
+    let end = counted.len();
+    counted[end - SECTION_COUNT_BYTES..].copy_from_slice(&u32::MAX.to_le_bytes());
     let result = State::decode(&counted);
     assert!(matches!(result, Err(SnapshotError::Sections(_))), "a huge count: {result:?}");
 
     // A length moved from the first section to the second.
     let mut shifted = bytes.clone();
-    let first_length = u64::from_le_bytes(shifted[6..14].try_into().unwrap());
-    let second_length = u64::from_le_bytes(shifted[14..22].try_into().unwrap());
-    shifted[6..14].copy_from_slice(&(first_length - 1).to_le_bytes());
-    shifted[14..22].copy_from_slice(&(second_length + 1).to_le_bytes());
+    let (first, second) = (length_range(&bytes, 0), length_range(&bytes, 1));
+    let first_length = u64::from_le_bytes(shifted[first.clone()].try_into().unwrap());
+    let second_length = u64::from_le_bytes(shifted[second.clone()].try_into().unwrap());
+    shifted[first].copy_from_slice(&(first_length - 1).to_le_bytes());
+    shifted[second].copy_from_slice(&(second_length + 1).to_le_bytes());
     let result = State::decode(&shifted);
     assert!(result.is_err(), "a section boundary moved by one byte decodes");
 }
