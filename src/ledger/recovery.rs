@@ -44,8 +44,9 @@ pub struct Recovered {
 /// open by `preload_snapshot`.
 #[derive(Debug, Default)]
 pub struct Preloaded {
-    /// The snapshot's sequence number and decoded state.
-    snapshot: Option<(u64, State)>,
+    /// The snapshot's sequence number, the hash of the event there and its
+    /// decoded state.
+    snapshot: Option<(u64, [u8; 32], State)>,
     /// The oldest snapshot that the preload read or tried to read.
     /// `recover_with` reads only older ones, should it need any.
     oldest_tried: Option<u64>,
@@ -74,7 +75,7 @@ pub fn preload_snapshot(files: Vec<SnapshotFile>) -> Preloaded {
                 decode_ms,
                 "projection snapshot preloaded"
             );
-            preloaded.snapshot = Some((snapshot.seq, state));
+            preloaded.snapshot = Some((snapshot.seq, snapshot.event_hash, state));
             break;
         }
     }
@@ -92,8 +93,8 @@ pub fn recover_with(
     store: &dyn EventStore,
     preloaded: Preloaded,
 ) -> Result<Recovered, RecoveryError> {
-    if let Some((seq, state)) = preloaded.snapshot {
-        if let Some(recovered) = start_from_snapshot(store, seq, state)? {
+    if let Some((seq, event_hash, state)) = preloaded.snapshot {
+        if let Some(recovered) = start_from_snapshot(store, seq, event_hash, state)? {
             return Ok(recovered);
         }
     }
@@ -111,7 +112,9 @@ pub fn recover_with(
         let Some(state) = decode_snapshot(&snapshot) else {
             continue;
         };
-        if let Some(recovered) = start_from_snapshot(store, snapshot.seq, state)? {
+        if let Some(recovered) =
+            start_from_snapshot(store, snapshot.seq, snapshot.event_hash, state)?
+        {
             return Ok(recovered);
         }
     }
@@ -148,10 +151,13 @@ fn warn_newer_than_log(store: &dyn EventStore, snapshot_seq: u64) {
 
 /// Folds the log's tail into a snapshot's state. Returns `None`, after a
 /// warning, when the snapshot does not fit the log, so that the caller
-/// tries an older start.
+/// tries an older start. A snapshot fits when the log's event `seq` has
+/// `event_hash`, the hash of the event it was taken after, and the tail
+/// folds into it.
 fn start_from_snapshot(
     store: &dyn EventStore,
     seq: u64,
+    event_hash: [u8; 32],
     state: State,
 ) -> Result<Option<Recovered>, RecoveryError> {
     if seq > store.head().seq {
@@ -160,7 +166,14 @@ fn start_from_snapshot(
     }
     // The tail must continue the chain from the snapshot's last event.
     let prev_hash = match store.read_raw(seq)? {
-        Some(raw) => raw.hash,
+        Some(raw) if raw.hash == event_hash => raw.hash,
+        Some(_) => {
+            tracing::warn!(
+                snapshot_seq = seq,
+                "projection snapshot was taken after another event than the log's; skipping it"
+            );
+            return Ok(None);
+        }
         None => {
             tracing::warn!(
                 snapshot_seq = seq,
@@ -539,7 +552,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = store_with_snapshots(dir.path(), &[300, 700]);
         let preloaded = preload_snapshot(SnapshotFile::list(dir.path()).expect("list"));
-        assert_eq!(preloaded.snapshot.as_ref().map(|(seq, _)| *seq), Some(700), "the newest");
+        assert_eq!(preloaded.snapshot.as_ref().map(|(seq, _, _)| *seq), Some(700), "the newest");
         let recovered = recover_with(&store, preloaded).expect("recover");
         assert_eq!(recovered.snapshot_seq, Some(700), "starts from the preloaded snapshot");
         assert_eq!(recovered.replayed_events, EVENTS - 700, "replays the tail");
@@ -553,7 +566,7 @@ mod tests {
         let store = store_with_snapshots(dir.path(), &[300]);
         store.save_snapshot(700, &mut |out| out.write_all(b"not a snapshot")).expect("save");
         let preloaded = preload_snapshot(SnapshotFile::list(dir.path()).expect("list"));
-        assert_eq!(preloaded.snapshot.as_ref().map(|(seq, _)| *seq), Some(300), "the older one");
+        assert_eq!(preloaded.snapshot.as_ref().map(|(seq, _, _)| *seq), Some(300), "the older one");
         assert_eq!(preloaded.oldest_tried, Some(300), "tried down to 300");
         let recovered = recover_with(&store, preloaded).expect("recover");
         assert_eq!(recovered.snapshot_seq, Some(300), "starts from 300");
@@ -571,11 +584,38 @@ mod tests {
         store.save_snapshot(EVENTS + 1, &mut |out| out.write_all(&ahead.encode())).expect("save");
 
         let preloaded = preload_snapshot(SnapshotFile::list(dir.path()).expect("list"));
-        let preloaded_seq = preloaded.snapshot.as_ref().map(|(seq, _)| *seq);
+        let preloaded_seq = preloaded.snapshot.as_ref().map(|(seq, _, _)| *seq);
         assert_eq!(preloaded_seq, Some(EVENTS + 1), "the preload takes the newest");
         let recovered = recover_with(&store, preloaded).expect("recover");
         assert_eq!(recovered.snapshot_seq, Some(300), "falls back to the older snapshot");
         assert_eq!(recovered.state.last_seq, EVENTS, "ends at the log's head");
+    }
+
+    #[test]
+    fn snapshot_of_another_log_skipped() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = store_with_snapshots(dir.path(), &[300]);
+        // Another log whose developers have other sids, so that this log's
+        // tail still folds into its snapshot at 700.
+        let other_dir = tempfile::tempdir().expect("a temporary directory");
+        let other = crate::store::SledStore::open(other_dir.path()).expect("open another log");
+        let pending: Vec<PendingEvent> =
+            (1..=700).map(|seq| developer_created(seq, u128::from(seq) + 1_000_000)).collect();
+        other.append(&pending).expect("append the other log's events");
+        let other_state = replay_tail(&other, State::default(), GENESIS_HASH).expect("replay").0;
+        other.save_snapshot(700, &mut |out| out.write_all(&other_state.encode())).expect("save");
+        let name = "projection-snapshots/00000000000000000700.snapshot";
+        std::fs::copy(other_dir.path().join(name), dir.path().join(name)).expect("copy");
+
+        let preloaded = preload_snapshot(SnapshotFile::list(dir.path()).expect("list"));
+        let preloaded_seq = preloaded.snapshot.as_ref().map(|(seq, _, _)| *seq);
+        assert_eq!(preloaded_seq, Some(700), "the copied snapshot decodes");
+        let recovered = recover_with(&store, preloaded).expect("recover");
+        assert_eq!(recovered.snapshot_seq, Some(300), "skips the other log's snapshot");
+        let full = replay_tail(&store, State::default(), GENESIS_HASH).expect("replay").0;
+        assert_eq!(recovered.state, full, "the state of a full replay");
+        let recovered = recover(&store).expect("recover without a preload");
+        assert_eq!(recovered.snapshot_seq, Some(300), "skipped without a preload too");
     }
 
     #[test]

@@ -70,11 +70,14 @@ pub type SnapshotIter<'a> = Box<dyn Iterator<Item = StoredSnapshot> + 'a>;
 /// `EventStore::save_snapshot`.
 pub type SnapshotEncoder<'a> = dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()> + 'a;
 
-/// A projection snapshot as stored: the sequence number it was taken at and
-/// its bytes.
+/// A projection snapshot as stored: the sequence number it was taken at,
+/// the hash of the event there and its bytes.
 #[derive(Debug, Clone)]
 pub struct StoredSnapshot {
     pub seq: u64,
+    /// The hash of event `seq` when the snapshot was saved, or
+    /// `GENESIS_HASH` when the log had no such event.
+    pub event_hash: [u8; 32],
     pub bytes: Vec<u8>,
 }
 

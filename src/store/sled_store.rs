@@ -50,6 +50,7 @@ use crate::store::envelope::{seal, PendingEvent, RawEvent};
 use crate::store::journal::{Appended, Journal, JOURNAL_BYTES};
 use crate::store::{
     ChainHead, EventStore, RawEventIter, SnapshotEncoder, SnapshotIter, StoreError, StoreResult,
+    GENESIS_HASH,
 };
 
 mod redo;
@@ -517,7 +518,10 @@ impl EventStore for SledStore {
     }
 
     fn save_snapshot(&self, seq: u64, encode: &mut SnapshotEncoder<'_>) -> StoreResult<u64> {
-        let length = snapshots::save(&self.path, seq, encode)?;
+        // The event's hash ties the snapshot to this log. A log without
+        // event `seq` gets no start from it, whatever hash it stores.
+        let event_hash = self.read_raw(seq)?.map_or(GENESIS_HASH, |raw| raw.hash);
+        let length = snapshots::save(&self.path, seq, &event_hash, encode)?;
         self.drop_legacy_snapshots()?;
         Ok(length)
     }

@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 
 use im::{OrdMap, Vector};
 use rust_decimal::Decimal;
-use serde::de::{DeserializeOwned, SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::keys::LedgerAccount;
@@ -72,24 +72,63 @@ pub enum SnapshotError {
 /// The first section: every view but the SIP views and the transactions.
 type CoreViews = (
     u64,
-    OrdMap<Sid, Arc<Developer>>,
-    OrdMap<Sid, Arc<Account>>,
+    DecodedMap<Sid, Arc<Developer>>,
+    DecodedMap<Sid, Arc<Account>>,
     Vector<Sid>,
-    OrdMap<Sid, Vector<Sid>>,
-    OrdMap<Arc<str>, Sid>,
-    OrdMap<Arc<IdempotencyKey>, Arc<IdempotentRequest>>,
-    OrdMap<(LedgerAccount, Currency), Decimal>,
-    OrdMap<Sid, u64>,
+    DecodedMap<Sid, Vector<Sid>>,
+    DecodedMap<Arc<str>, Sid>,
+    DecodedMap<Arc<IdempotencyKey>, Arc<IdempotentRequest>>,
+    DecodedMap<(LedgerAccount, Currency), Decimal>,
+    DecodedMap<Sid, u64>,
 );
 
 /// The second section: the SIP accounts, their aliases and names.
 type SipViews = (
-    OrdMap<Sid, Arc<SipAccount>>,
-    OrdMap<Sid, Vector<Sid>>,
-    OrdMap<Sid, Vector<Sid>>,
-    OrdMap<Sid, Arc<SipAlias>>,
-    OrdMap<Arc<SipNameKey>, Sid>,
+    DecodedMap<Sid, Arc<SipAccount>>,
+    DecodedMap<Sid, Vector<Sid>>,
+    DecodedMap<Sid, Vector<Sid>>,
+    DecodedMap<Sid, Arc<SipAlias>>,
+    DecodedMap<Arc<SipNameKey>, Sid>,
 );
+
+/// An `OrdMap` decoded without reserving room for the entry count that the
+/// snapshot states. im 15.1's own `Deserialize` reserves that many entries
+/// first, and postcard 1.2 passes a map's count on unchecked, so a count
+/// far beyond the section's bytes made the allocation fail and the process
+/// abort.
+struct DecodedMap<K, V>(OrdMap<K, V>);
+
+impl<'de, K, V> Deserialize<'de> for DecodedMap<K, V>
+where
+    K: Deserialize<'de> + Ord + Clone,
+    V: Deserialize<'de> + Clone,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(DecodedMapVisitor(std::marker::PhantomData))
+    }
+}
+
+struct DecodedMapVisitor<K, V>(std::marker::PhantomData<(K, V)>);
+
+impl<'de, K, V> Visitor<'de> for DecodedMapVisitor<K, V>
+where
+    K: Deserialize<'de> + Ord + Clone,
+    V: Deserialize<'de> + Clone,
+{
+    type Value = DecodedMap<K, V>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Self::Value, A::Error> {
+        let mut map = OrdMap::new();
+        while let Some((key, value)) = entries.next_entry()? {
+            map.insert(key, value);
+        }
+        Ok(DecodedMap(map))
+    }
+}
 
 /// The result of decoding one section.
 enum Section {
@@ -239,24 +278,24 @@ impl State {
             *sip;
         Ok(State {
             last_seq,
-            developers,
-            accounts,
+            developers: developers.0,
+            accounts: accounts.0,
             account_order,
-            developer_accounts,
-            logins,
-            sip_accounts,
-            account_sip_accounts,
-            account_sip_history,
-            sip_aliases,
-            sip_names,
+            developer_accounts: developer_accounts.0,
+            logins: logins.0,
+            sip_accounts: sip_accounts.0,
+            account_sip_accounts: account_sip_accounts.0,
+            account_sip_history: account_sip_history.0,
+            sip_aliases: sip_aliases.0,
+            sip_names: sip_names.0,
             transaction_order: indexes.transaction_order,
             transactions: indexes.transactions,
             account_transactions: indexes.account_transactions,
             developer_transactions: indexes.developer_transactions,
             references: indexes.references,
-            idempotency,
-            ledger_balances,
-            stream_versions,
+            idempotency: idempotency.0,
+            ledger_balances: ledger_balances.0,
+            stream_versions: stream_versions.0,
         })
     }
 }
@@ -333,7 +372,7 @@ fn decode_core(
 ) -> Result<Section, SnapshotError> {
     let _publish_none = PublishNone(table);
     let views: Box<CoreViews> = Box::new(decode_section(section)?);
-    let _ = table.set(Some(AccountTable::new(&views.2)));
+    let _ = table.set(Some(AccountTable::new(&views.2 .0)));
     Ok(Section::Core(views))
 }
 

@@ -289,3 +289,30 @@ fn decoded_references_match() {
     assert!(decoded.find_reference(developer, 5, "PAY-0").is_none(), "other pay method");
     assert!(decoded.find_reference(developer, 4, "PAY-1").is_none(), "posting without one");
 }
+
+/// Builds a snapshot of the given sections, with their table and count.
+fn snapshot_of(sections: &[&[u8]]) -> Vec<u8> {
+    let mut bytes = SNAPSHOT_PREFIX.to_vec();
+    for section in sections {
+        bytes.extend_from_slice(section);
+    }
+    for section in sections {
+        bytes.extend_from_slice(&(section.len() as u64).to_le_bytes());
+    }
+    bytes.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    bytes
+}
+
+#[test]
+fn decode_rejects_huge_map_length() {
+    let sip = postcard::to_stdvec(&Ledger::new().state.sip_accounts).expect("encode");
+    let sip = [sip.clone(), sip.clone(), sip.clone(), sip.clone(), sip].concat();
+    // The core section's last_seq, then a map of developers whose length
+    // claims far more entries than the section has bytes.
+    for length in [1u64 << 40, u64::MAX >> 1] {
+        let mut core = postcard::to_stdvec(&1u64).expect("encode");
+        core.extend_from_slice(&postcard::to_stdvec(&length).expect("encode"));
+        let result = State::decode(&snapshot_of(&[&core, &sip]));
+        assert!(result.is_err(), "a map of {length} entries decodes");
+    }
+}

@@ -2,8 +2,11 @@
 //! directory, one per snapshot, named by its sequence number
 //! (`00000000000001300001.snapshot`).
 //!
-//! A file is a header (`SNAPSHOT_MAGIC`, the sequence number, the length
-//! and CRC-32 of the snapshot) followed by the snapshot. It is encoded
+//! A file is a header (`SNAPSHOT_MAGIC`, the sequence number, the hash of
+//! the event at that number, the length and CRC-32 of the snapshot)
+//! followed by the snapshot. The event's hash ties the snapshot to its log:
+//! a start takes it only when the log's event at that number has the same
+//! hash. It is encoded
 //! straight into a file under a temporary name, so the whole encoding is
 //! never in memory, then the header is filled in, the file synced and
 //! renamed into place: a crash leaves no partial file under a snapshot's
@@ -38,11 +41,13 @@ const TEMPORARY_SUFFIX: &str = ".tmp";
 /// that names sort as numbers do.
 const SEQ_DIGITS: usize = 20;
 /// Starts every snapshot file: "subledger projection snapshot", file
-/// format 1.
-const SNAPSHOT_MAGIC: [u8; 8] = *b"SLPSNAP1";
-/// Bytes of the header: the magic, the sequence number and the length
-/// (u64 big-endian each), and the CRC-32 of the snapshot (u32 big-endian).
-const HEADER_BYTES: usize = 8 + 8 + 8 + 4;
+/// format 2. Format 1 had no event hash, and its files are skipped.
+const SNAPSHOT_MAGIC: [u8; 8] = *b"SLPSNAP2";
+/// Bytes of the header: the magic, the sequence number (u64 big-endian),
+/// the event's hash, the length (u64 big-endian) and the CRC-32 of the
+/// snapshot (u32 big-endian).
+const HEADER_BYTES: usize = 8 + 8 + HASH_BYTES + 8 + 4;
+const HASH_BYTES: usize = 32;
 /// How many snapshots are kept; older ones are removed after a new one.
 const SNAPSHOTS_KEPT: usize = 2;
 /// Write buffer of a snapshot file, because the encoder writes a few bytes
@@ -81,7 +86,7 @@ impl SnapshotFile {
     /// unreadable and returns `None`.
     pub fn read(&self) -> Option<StoredSnapshot> {
         match read_checked(&self.path, self.seq) {
-            Ok(bytes) => Some(StoredSnapshot { seq: self.seq, bytes }),
+            Ok((event_hash, bytes)) => Some(StoredSnapshot { seq: self.seq, event_hash, bytes }),
             Err(reason) => {
                 tracing::warn!(
                     seq = self.seq,
@@ -111,12 +116,13 @@ fn file_name(seq: u64) -> String {
 
 /// Reads a snapshot file into memory and checks its header against the
 /// file name's sequence number and the contents.
-fn read_checked(path: &Path, seq: u64) -> Result<Vec<u8>, String> {
+fn read_checked(path: &Path, seq: u64) -> Result<([u8; HASH_BYTES], Vec<u8>), String> {
     let mut file = File::open(path).map_err(|error| format!("failed to open it: {error}"))?;
     let mut header = [0u8; HEADER_BYTES];
     file.read_exact(&mut header).map_err(|error| format!("failed to read its header: {error}"))?;
     let (magic, rest) = header.split_at(8);
     let (stored_seq, rest) = rest.split_at(8);
+    let (event_hash, rest) = rest.split_at(HASH_BYTES);
     let (length, stored_crc) = rest.split_at(8);
     if magic != SNAPSHOT_MAGIC {
         return Err("the file does not start with the snapshot magic".into());
@@ -141,7 +147,7 @@ fn read_checked(path: &Path, seq: u64) -> Result<Vec<u8>, String> {
     if crc32fast::hash(&bytes).to_be_bytes()[..] != *stored_crc {
         return Err("its CRC-32 does not match its header".into());
     }
-    Ok(bytes)
+    Ok((event_hash.try_into().expect("32 bytes"), bytes))
 }
 
 /// Checksums and counts the bytes on their way to the file.
@@ -164,11 +170,17 @@ impl<W: Write> Write for ChecksumWriter<W> {
     }
 }
 
-/// Writes a snapshot file durably from what `encode` writes, then removes
+/// Writes a snapshot file, taken after the event `seq` whose hash is
+/// `event_hash`, durably from what `encode` writes, then removes
 /// the snapshots beyond the newest `SNAPSHOTS_KEPT` and files left by
 /// interrupted writes. Returns the snapshot's length. A failure leaves at
 /// most a temporary file, which the next save removes.
-pub(super) fn save(log_dir: &Path, seq: u64, encode: &mut SnapshotEncoder<'_>) -> StoreResult<u64> {
+pub(super) fn save(
+    log_dir: &Path,
+    seq: u64,
+    event_hash: &[u8; HASH_BYTES],
+    encode: &mut SnapshotEncoder<'_>,
+) -> StoreResult<u64> {
     let dir = log_dir.join(SNAPSHOT_DIR);
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(file_name(seq));
@@ -185,6 +197,7 @@ pub(super) fn save(log_dir: &Path, seq: u64, encode: &mut SnapshotEncoder<'_>) -
     let mut header = Vec::with_capacity(HEADER_BYTES);
     header.extend_from_slice(&SNAPSHOT_MAGIC);
     header.extend_from_slice(&seq.to_be_bytes());
+    header.extend_from_slice(event_hash);
     header.extend_from_slice(&length.to_be_bytes());
     header.extend_from_slice(&checksum.finalize().to_be_bytes());
     file.write_all_at(&header, 0)?;
@@ -221,7 +234,14 @@ mod tests {
 
     /// Saves `bytes` as snapshot `seq`, written in pieces of 1,000 bytes.
     fn save_bytes(dir: &Path, seq: u64, bytes: &[u8]) -> StoreResult<u64> {
-        save(dir, seq, &mut |out| bytes.chunks(1000).try_for_each(|piece| out.write_all(piece)))
+        let hash = event_hash(seq);
+        save(dir, seq, &hash, &mut |out| {
+            bytes.chunks(1000).try_for_each(|piece| out.write_all(piece))
+        })
+    }
+
+    fn event_hash(seq: u64) -> [u8; HASH_BYTES] {
+        [seq as u8; HASH_BYTES]
     }
 
     fn snapshot_bytes(seq: u64) -> Vec<u8> {
@@ -233,9 +253,13 @@ mod tests {
     }
 
     fn read_seq(dir: &Path, seq: u64) -> Option<Vec<u8>> {
+        read_snapshot(dir, seq).map(|snapshot| snapshot.bytes)
+    }
+
+    fn read_snapshot(dir: &Path, seq: u64) -> Option<StoredSnapshot> {
         let files = SnapshotFile::list(dir).expect("list");
         let file = files.iter().find(|file| file.seq == seq).expect("the snapshot is listed");
-        file.read().map(|snapshot| snapshot.bytes)
+        file.read()
     }
 
     fn path_of(dir: &Path, seq: u64) -> PathBuf {
@@ -249,6 +273,8 @@ mod tests {
         save_bytes(dir.path(), 7, &snapshot_bytes(7)).expect("save");
         assert_eq!(listed(dir.path()), vec![7], "one snapshot");
         assert_eq!(read_seq(dir.path(), 7), Some(snapshot_bytes(7)), "the bytes saved");
+        let hash = read_snapshot(dir.path(), 7).map(|snapshot| snapshot.event_hash);
+        assert_eq!(hash, Some(event_hash(7)), "the event hash saved");
         let name = path_of(dir.path(), 7);
         assert!(name.ends_with("00000000000000000007.snapshot"), "file name {name:?}");
     }
@@ -329,7 +355,7 @@ mod tests {
     fn failed_encoding_keeps_older() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         save_bytes(dir.path(), 2, &snapshot_bytes(2)).expect("save");
-        let failed = save(dir.path(), 5, &mut |out| {
+        let failed = save(dir.path(), 5, &event_hash(5), &mut |out| {
             out.write_all(&vec![7; 2 * WRITE_BUFFER_BYTES])?;
             Err(std::io::Error::other("encoding stopped"))
         });
