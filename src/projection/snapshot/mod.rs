@@ -312,9 +312,7 @@ impl SectionWriter<'_> {
     fn write(&mut self, value: &(impl serde::Serialize + ?Sized)) -> std::io::Result<()> {
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.clear();
-        // Serializing into a `Vec` fails only for a sequence of unknown
-        // length, and every collection here reports its length.
-        let buffer = postcard::to_extend(value, buffer).expect("projection state serializes");
+        let buffer = postcard::to_extend(value, buffer).map_err(std::io::Error::other)?;
         self.out.write_all(&buffer)?;
         self.lengths.push(buffer.len() as u64);
         self.buffer = buffer;

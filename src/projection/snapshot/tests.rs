@@ -107,7 +107,7 @@ fn section_count(bytes: &[u8]) -> u32 {
     u32::from_le_bytes(count.try_into().expect("4 bytes"))
 }
 
-/// The byte range of section `index`'s length in a snapshot's table.
+/// Returns the byte range of section `index`'s length in a snapshot's table.
 fn length_range(bytes: &[u8], index: usize) -> std::ops::Range<usize> {
     let count = section_count(bytes) as usize;
     let table = bytes.len() - SECTION_COUNT_BYTES - count * SECTION_LENGTH_BYTES;

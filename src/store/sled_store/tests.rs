@@ -450,8 +450,8 @@ fn foreign_db_file_refused() {
     std::fs::write(dir.path().join("db"), b"hello").expect("write a foreign db file");
     let message = damage_message(SledStore::open(dir.path()));
     assert!(message.contains("no conf file"), "names the missing conf file: {message}");
-    let kept = std::fs::read(dir.path().join("db")).expect("read the db file");
-    assert_eq!(kept, b"hello", "the foreign file is left as it was");
+    let db_bytes = std::fs::read(dir.path().join("db")).expect("read the db file");
+    assert_eq!(db_bytes, b"hello", "the foreign file is left as it was");
 }
 
 #[test]
@@ -462,8 +462,8 @@ fn legacy_snapshots_dropped() {
     legacy.insert([0u8; 12], b"an earlier chunk".as_slice()).expect("insert a chunk");
     save_bytes(&store, 1, b"a snapshot").expect("save a snapshot");
     let names = store.db.tree_names();
-    let kept = names.iter().any(|name| name == LEGACY_SNAPSHOT_TREE);
-    assert!(!kept, "the earlier snapshot tree is dropped");
+    let legacy_present = names.iter().any(|name| name == LEGACY_SNAPSHOT_TREE);
+    assert!(!legacy_present, "the earlier snapshot tree is dropped");
     let seqs: Vec<u64> = store.snapshots().expect("list").map(|snapshot| snapshot.seq).collect();
     assert_eq!(seqs, vec![1], "the snapshot file");
 }
