@@ -25,7 +25,7 @@ use subledger::domain::ids::{Sid, SidKind};
 use subledger::domain::money::Currency;
 use subledger::domain::posting::{contra_account, PAY_METHODS};
 use subledger::ledger::command::{NewPosting, NewSubAccount, SubAccountChanges};
-use subledger::ledger::recovery::{recover, replay_tail};
+use subledger::ledger::recovery::{recover, replay_all, replay_tail};
 use subledger::ledger::{Command, CommandContext, Ledger, Outcome, Secret, WriterConfig};
 use subledger::projection::{subaccount_ledger_name, PostingType, State};
 use subledger::store::{EventStore, SledStore, GENESIS_HASH};
@@ -490,6 +490,10 @@ fn check_recovery(directory: &Path, live: &State) -> Result<(), TestCaseError> {
         .map_err(|error| TestCaseError::fail(error.to_string()))?;
     prop_assert_eq!(replayed.state_hash(), live.state_hash(), "state hash after full replay");
     prop_assert!(replayed == *live, "fully replayed state equals the live state");
+
+    let (bulk, _) = replay_all(&store).map_err(|error| TestCaseError::fail(error.to_string()))?;
+    prop_assert_eq!(bulk.state_hash(), live.state_hash(), "state hash after a bulk replay");
+    prop_assert!(bulk == *live, "the state of a bulk replay equals the live state");
     Ok(())
 }
 

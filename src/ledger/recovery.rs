@@ -2,14 +2,16 @@
 //! that passes its checks, then fold in the log's tail, checking the hash
 //! chain of every event read. A snapshot that fails its check is skipped
 //! with a warning, down to a full replay from the first event. A replay
-//! reads and checks on one thread while it folds on another. The rebuilt
-//! state's hash is computed and logged in the background.
+//! reads and checks on one thread while it folds on another. A full replay
+//! leaves the posting indexes to the end and builds them in bulk
+//! (`projection::BulkFold`). The rebuilt state's hash is computed and
+//! logged in the background.
 
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::time::Instant;
 
 use crate::audit::progress::Progress;
-use crate::projection::State;
+use crate::projection::{ApplyError, BulkFold, State};
 use crate::store::{
     EventStore, RawEvent, RawEventIter, RecordedEvent, SnapshotFile, StoreError, StoredSnapshot,
     GENESIS_HASH,
@@ -118,8 +120,39 @@ pub fn recover_with(
             return Ok(recovered);
         }
     }
-    let (state, replayed_events) = replay_tail(store, State::default(), GENESIS_HASH)?;
+    let (state, replayed_events) = replay_all(store)?;
     Ok(Recovered { state, snapshot_seq: None, replayed_events })
+}
+
+/// Folds the whole log into a new state. The fold builds the posting
+/// indexes at the end (`BulkFold`); should their checks fail, the log is
+/// folded again one event at a time, which names the event that breaks it.
+pub fn replay_all(store: &dyn EventStore) -> Result<(State, u64), RecoveryError> {
+    let head = store.head();
+    let started = Instant::now();
+    let mut fold = BulkFold::new();
+    let events = store.read_raw_from(1);
+    let replayed = replay_events(
+        events,
+        &mut |recorded| fold.apply_recorded(recorded),
+        GENESIS_HASH,
+        head.seq,
+    )?;
+    if fold.last_seq() != head.seq {
+        return Err(RecoveryError::Incomplete { head: head.seq, replayed: fold.last_seq() });
+    }
+    let folded_ms = started.elapsed().as_millis() as u64;
+    match fold.finish() {
+        Ok(state) => {
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::debug!(replayed, folded_ms, elapsed_ms, "replay finished, indexes built");
+            Ok((state, replayed))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the postings of the log fail a check; folding it again one event at a time to find the event");
+            replay_tail(store, State::default(), GENESIS_HASH)
+        }
+    }
 }
 
 /// Decodes a snapshot, or logs why it does not decode and returns `None`.
@@ -213,7 +246,12 @@ pub fn replay_tail(
     let started = Instant::now();
     let tail_events = head.seq.saturating_sub(state.last_seq);
     let events = store.read_raw_from(state.last_seq + 1);
-    let replayed = replay_events(events, &mut state, prev_hash, tail_events)?;
+    let replayed = replay_events(
+        events,
+        &mut |recorded| state.apply_recorded(recorded),
+        prev_hash,
+        tail_events,
+    )?;
     if state.last_seq != head.seq {
         return Err(RecoveryError::Incomplete { head: head.seq, replayed: state.last_seq });
     }
@@ -222,8 +260,8 @@ pub fn replay_tail(
     Ok((state, replayed))
 }
 
-/// Checks, decodes and folds `events` into `state`; returns how many were
-/// folded. `tail_events` is the expected count, for progress reports.
+/// Checks and decodes `events` and passes each to `fold`; returns how many
+/// were folded. `tail_events` is the expected count, for progress reports.
 ///
 /// Two threads share the work: one reads the stored events, checks the
 /// chain and decodes them, the other folds them into the state. Events
@@ -231,7 +269,7 @@ pub fn replay_tail(
 /// the same event as a fold on one thread would.
 fn replay_events(
     events: RawEventIter<'_>,
-    state: &mut State,
+    fold: &mut dyn FnMut(&RecordedEvent) -> Result<(), ApplyError>,
     prev_hash: [u8; 32],
     tail_events: u64,
 ) -> Result<u64, RecoveryError> {
@@ -245,14 +283,14 @@ fn replay_events(
         // `fold_batches` owns the receiving end: when it returns early, the
         // reader's next send fails and the reader stops, so the scope's
         // join cannot wait on a full channel.
-        fold_batches(state, received, returned, tail_events)
+        fold_batches(fold, received, returned, tail_events)
     })
 }
 
 /// Folds the batches the reader sends, in order, and hands each batch
 /// back to the reader for reuse. Returns the number of events folded.
 fn fold_batches(
-    state: &mut State,
+    fold: &mut dyn FnMut(&RecordedEvent) -> Result<(), ApplyError>,
     received: Receiver<Result<Batch, RecoveryError>>,
     folded: Sender<Batch>,
     tail_events: u64,
@@ -261,7 +299,7 @@ fn fold_batches(
     for batch in received {
         let batch = batch?;
         for recorded in &batch {
-            state.apply_recorded(recorded)?;
+            fold(recorded)?;
             progress.advance();
         }
         // The reader drops the folded events: it allocated them, and glibc
@@ -373,8 +411,13 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::domain::events::{Actor, DeveloperCreated, Event, EventMeta};
+    use rust_decimal::Decimal;
+
+    use crate::domain::events::{
+        Actor, BalancePosted, DeveloperCreated, Event, EventMeta, Leg, SubAccountCreated,
+    };
     use crate::domain::ids::{Sid, SidKind};
+    use crate::domain::money::Currency;
     use crate::store::{seal, PendingEvent, StoreResult};
 
     /// Events in the test logs: more than two batches, and a partial one.
@@ -418,7 +461,12 @@ mod tests {
 
     fn replay(events: Vec<StoreResult<RawEvent>>) -> (State, Result<u64, RecoveryError>) {
         let mut state = State::default();
-        let result = replay_events(Box::new(events.into_iter()), &mut state, GENESIS_HASH, EVENTS);
+        let result = replay_events(
+            Box::new(events.into_iter()),
+            &mut |recorded| state.apply_recorded(recorded),
+            GENESIS_HASH,
+            EVENTS,
+        );
         (state, result)
     }
 
@@ -520,6 +568,68 @@ mod tests {
         let recovered = recover(&store).expect("recover the log");
         assert_eq!(recovered.state, state, "recover gives the same state");
         assert_eq!(recovered.snapshot_seq, None, "no snapshot exists");
+    }
+
+    #[test]
+    fn failed_bulk_check_names_the_event() {
+        // Two postings with one reference: the bulk fold finds it only when
+        // it builds the indexes, and the fold one event at a time names the
+        // second posting.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = crate::store::SledStore::open(dir.path()).expect("open a fresh log");
+        let developer = Sid::new(SidKind::Developer, 1);
+        let account = Sid::new(SidKind::Account, 2);
+        let meta = |seq: u64| EventMeta {
+            recorded_at: Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap(),
+            actor: Actor::Developer(developer),
+            request_id: format!("req-{seq}"),
+            idempotency: None,
+        };
+        let posting = |sid: u128, balance_after: i64| {
+            Event::BalanceToppedUp(BalancePosted {
+                sid: Sid::new(SidKind::Transaction, sid),
+                account_sid: account,
+                developer_sid: developer,
+                amount: Decimal::ONE,
+                currency: Currency::DEFAULT,
+                pay_method: 4,
+                refer_trans_id: Some("PAY-1".to_string()),
+                desc: None,
+                legs: [
+                    Leg { account: format!("subaccount:{account}"), amount: Decimal::ONE },
+                    Leg { account: "funding:paypal".to_string(), amount: -Decimal::ONE },
+                ],
+                balance_after: Decimal::from(balance_after),
+            })
+        };
+        let created = Event::SubAccountCreated(SubAccountCreated {
+            sid: account,
+            developer_sid: developer,
+            login_id: "user".to_string(),
+            password_argon2: String::new(),
+            first_name: None,
+            last_name: None,
+            email: None,
+            mobile_phone: None,
+            domain: "sip.example.com".to_string(),
+            currency: Currency::DEFAULT,
+        });
+        let mut pending = vec![developer_created(1, 1)];
+        for (seq, version, event) in [(2, 1, created), (3, 2, posting(3, 1)), (4, 3, posting(4, 2))]
+        {
+            pending.push(PendingEvent { seq, stream: account, version, meta: meta(seq), event });
+        }
+        // An event after them, so that the last one is not the one named.
+        pending.push(developer_created(5, 5));
+        store.append(&pending).expect("append the events");
+
+        match recover(&store) {
+            Err(RecoveryError::Apply(error)) => {
+                assert_eq!(error.seq, 4, "the second posting: {error}");
+                assert!(error.reason.contains("PAY-1"), "names the reference: {error}");
+            }
+            other => panic!("expected the posting to fail, got {:?}", other.map(|_| ())),
+        }
     }
 
     /// Opens a store in `dir` with events 1 to `EVENTS` and a snapshot at

@@ -11,8 +11,11 @@
 //! `keys`), so copying a map node on the write path allocates nothing per
 //! key, and freeing an old copy frees whole nodes.
 
+mod bulk;
+mod indexes;
 pub mod keys;
 pub mod model;
+mod parallel;
 pub mod posting_list;
 mod snapshot;
 pub mod sorted_run;
@@ -32,6 +35,7 @@ use crate::domain::money::{checked_add, Currency};
 use crate::domain::text::fold_name;
 use crate::store::RecordedEvent;
 
+pub use bulk::BulkFold;
 pub use keys::{LedgerAccount, ReferenceKey};
 pub use model::{
     Account, Developer, IdempotentRequest, PostingType, SipAccount, SipAlias, Transaction,
@@ -118,6 +122,13 @@ pub fn subaccount_ledger_name(account: Sid) -> LedgerAccount {
 impl State {
     /// Folds a recorded event in, checking its sequence and stream version.
     pub fn apply_recorded(&mut self, recorded: &RecordedEvent) -> Result<(), ApplyError> {
+        self.check_recorded(recorded)?;
+        self.apply(recorded.seq, &recorded.meta, &recorded.event)
+    }
+
+    /// Checks that a recorded event comes next: its sequence number and
+    /// its stream's version.
+    fn check_recorded(&self, recorded: &RecordedEvent) -> Result<(), ApplyError> {
         let seq = recorded.seq;
         if seq != self.last_seq + 1 {
             let reason = format!("expected sequence {}", self.last_seq + 1);
@@ -135,11 +146,25 @@ impl State {
             let reason = format!("event belongs to stream {}", recorded.event.stream());
             return Err(ApplyError { seq, reason });
         }
-        self.apply(seq, &recorded.meta, &recorded.event)
+        Ok(())
     }
 
     /// Folds one event in. The caller has checked the sequence number.
     pub fn apply(&mut self, seq: u64, meta: &EventMeta, event: &Event) -> Result<(), ApplyError> {
+        self.apply_with(seq, meta, event, None)
+    }
+
+    /// Folds one event in. With `deferred`, a posting goes into it instead
+    /// of into `transaction_order` and the indexes, and so does the check
+    /// of an `Idempotency-Key` record against its posting. `BulkFold`
+    /// builds and checks them all at the end.
+    fn apply_with(
+        &mut self,
+        seq: u64,
+        meta: &EventMeta,
+        event: &Event,
+        deferred: Option<&mut bulk::Deferred>,
+    ) -> Result<(), ApplyError> {
         let at = meta.recorded_at;
         match event {
             Event::DeveloperCreated(e) => {
@@ -318,6 +343,15 @@ impl State {
                 sip.aliases.retain(|sid| *sid != e.sid);
                 self.sip_accounts.insert(sip.sid, Arc::new(sip));
             }
+            Event::IdempotencyKeyRecorded(e) if deferred.is_some() => {
+                if meta.idempotency.is_none() {
+                    let reason = format!("idempotency record for {} is inconsistent", e.resource);
+                    return Err(ApplyError { seq, reason });
+                }
+                if let Some(deferred) = deferred {
+                    deferred.check_idempotency(seq, e.resource, e.stream);
+                }
+            }
             Event::IdempotencyKeyRecorded(e) => {
                 let transaction = self
                     .transactions
@@ -333,7 +367,7 @@ impl State {
                     Event::BalanceToppedUp(_) => PostingType::TopUp,
                     _ => PostingType::Adjustment,
                 };
-                self.apply_posting(seq, at, kind, e)?;
+                self.apply_posting(seq, at, kind, e, deferred)?;
             }
         }
         self.apply_idempotency(meta);
@@ -350,6 +384,7 @@ impl State {
         at: DateTime<Utc>,
         kind: PostingType,
         e: &BalancePosted,
+        deferred: Option<&mut bulk::Deferred>,
     ) -> Result<(), ApplyError> {
         let mut account = self.account_for_change(seq, e.account_sid)?;
         let fail = |reason: String| ApplyError { seq, reason };
@@ -404,14 +439,20 @@ impl State {
             seq,
         };
         let transaction = Arc::new(transaction);
-        self.index_posting(Arc::clone(&transaction), e.developer_sid).map_err(fail)?;
-        self.transaction_order.push_back(transaction);
+        match deferred {
+            Some(deferred) => deferred.push_posting(transaction),
+            None => {
+                self.index_posting(Arc::clone(&transaction), e.developer_sid).map_err(fail)?;
+                self.transaction_order.push_back(transaction);
+            }
+        }
         Ok(())
     }
 
     /// Adds a posting to the indexes that `transaction_order` implies: by
     /// sid, by sub-account, by developer and by reference. Decoding a
-    /// snapshot builds the same indexes in bulk (`snapshot::index_postings`).
+    /// snapshot, or a `BulkFold`, builds the same indexes in bulk
+    /// (`indexes::build`).
     fn index_posting(
         &mut self,
         transaction: Arc<Transaction>,

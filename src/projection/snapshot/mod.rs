@@ -10,13 +10,10 @@
 //! the SIP views. The others contain the transactions in posting order,
 //! `TRANSACTIONS_PER_SECTION` to a section. Decoding runs the sections as
 //! parallel jobs, then builds the indexes over the transactions (by sid,
-//! sub-account, developer and reference) the same way (`indexes`).
+//! sub-account, developer and reference) the same way (`super::indexes`).
 //! Transactions are stored once and the indexes rebuilt: with this layout
 //! and the plain-value map keys, a snapshot of 1,000,000 postings fell from
 //! 298 to 145 MiB.
-
-mod indexes;
-mod parallel;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -26,15 +23,15 @@ use rust_decimal::Decimal;
 use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use super::indexes::{self, AccountTable, SectionKeys};
 use super::keys::LedgerAccount;
+use super::parallel::{run_jobs, Job};
 use super::{
     Account, Developer, IdempotencyKey, IdempotentRequest, SipAccount, SipAlias, SipNameKey, State,
     Transaction,
 };
 use crate::domain::ids::Sid;
 use crate::domain::money::Currency;
-use indexes::{AccountTable, SectionKeys};
-use parallel::{run_jobs, Job};
 
 /// Starts every snapshot encoding: a zero byte and the format version. An
 /// encoding of an older format starts with another version, or with its

@@ -1,8 +1,10 @@
-//! Runs the independent steps of a snapshot decode on every core.
+//! Runs the independent steps of building the projections on every core:
+//! the sections of a snapshot decode, and the posting indexes after a
+//! snapshot decode or a full replay.
 
 use std::sync::Mutex;
 
-/// One step of a decode, run on whichever thread is free.
+/// One step of a build, run on whichever thread is free.
 pub(super) type Job<'a, T> = Box<dyn FnOnce() -> T + Send + 'a>;
 
 /// Runs `jobs` on up to as many threads as the machine has cores and
@@ -28,7 +30,7 @@ pub(super) fn run_jobs<'a, T: Send>(jobs: Vec<Job<'a, T>>) -> Vec<T> {
     std::thread::scope(|scope| {
         for _ in 1..threads {
             let started = std::thread::Builder::new()
-                .name("snapshot-decode".into())
+                .name("projection-build".into())
                 .spawn_scoped(scope, work);
             if started.is_err() {
                 break;

@@ -1,0 +1,345 @@
+//! A full replay that builds the posting indexes once, at the end.
+//!
+//! Folding a posting into the indexes one at a time costs five map updates
+//! (by sid, by sub-account, by developer, by reference, and the posting
+//! order). At a million postings, the lookups in those maps took most of a
+//! replay's time. `BulkFold` folds every view except these,
+//! keeps the postings in order, and then builds the indexes as a snapshot
+//! decode does (`indexes::build`): sorted, in parallel jobs, and with the
+//! same checks. The checks that the one-at-a-time fold makes on each
+//! posting (no sid twice, no reference twice for one developer and pay
+//! method) and on each `Idempotency-Key` record (its posting exists, came
+//! first, and is on the record's sub-account) are made there for all of
+//! them at once.
+//!
+//! A failed check names no single event. The caller then folds the log
+//! again one event at a time, which stops at the event that breaks it.
+
+use std::sync::Arc;
+
+use super::indexes::{self, AccountTable, SectionKeys};
+use super::parallel::{run_jobs, Job};
+use super::{ApplyError, State, Transaction};
+use crate::domain::ids::Sid;
+use crate::store::RecordedEvent;
+
+/// Postings per run: the unit of the parallel key jobs, as a snapshot
+/// section is. Tests use short runs, so that a few postings make several.
+const POSTINGS_PER_RUN: usize = if cfg!(test) { 64 } else { 1 << 16 };
+
+/// The postings of a bulk fold in order, and the `Idempotency-Key` records
+/// to check against them at the end.
+#[derive(Default)]
+pub(super) struct Deferred {
+    runs: Vec<Vec<Arc<Transaction>>>,
+    /// Sequence number, posting sid and sub-account of each record.
+    idempotency: Vec<(u64, Sid, Sid)>,
+}
+
+impl Deferred {
+    pub(super) fn push_posting(&mut self, transaction: Arc<Transaction>) {
+        match self.runs.last_mut() {
+            Some(run) if run.len() < POSTINGS_PER_RUN => run.push(transaction),
+            _ => {
+                let mut run = Vec::with_capacity(POSTINGS_PER_RUN);
+                run.push(transaction);
+                self.runs.push(run);
+            }
+        }
+    }
+
+    pub(super) fn check_idempotency(&mut self, seq: u64, resource: Sid, account: Sid) {
+        self.idempotency.push((seq, resource, account));
+    }
+}
+
+/// Folds a log from its first event, building the posting indexes at the
+/// end (`finish`). The result equals folding every event with
+/// `State::apply_recorded`.
+#[derive(Default)]
+pub struct BulkFold {
+    state: State,
+    deferred: Deferred,
+}
+
+impl BulkFold {
+    pub fn new() -> BulkFold {
+        BulkFold::default()
+    }
+
+    /// Sequence number of the last event folded in.
+    pub fn last_seq(&self) -> u64 {
+        self.state.last_seq
+    }
+
+    /// Folds a recorded event in, checking its sequence and stream version
+    /// as `State::apply_recorded` does.
+    pub fn apply_recorded(&mut self, recorded: &RecordedEvent) -> Result<(), ApplyError> {
+        self.state.check_recorded(recorded)?;
+        self.state.apply_with(
+            recorded.seq,
+            &recorded.meta,
+            &recorded.event,
+            Some(&mut self.deferred),
+        )
+    }
+
+    /// Builds the posting indexes and checks the postings and
+    /// `Idempotency-Key` records that the fold left for the end. A failed
+    /// index check carries the sequence number of the last event folded,
+    /// and a failed record check the sequence number of the record.
+    pub fn finish(self) -> Result<State, ApplyError> {
+        let BulkFold { mut state, deferred } = self;
+        let Deferred { runs, idempotency } = deferred;
+        let seq = state.last_seq;
+        let fail = |reason: String| ApplyError { seq, reason };
+
+        let table = AccountTable::new(&state.accounts);
+        let table = &table;
+        let jobs: Vec<Job<'_, Result<SectionKeys, String>>> = runs
+            .iter()
+            .map(|run| Box::new(move || indexes::section_keys(run, table)) as Job<'_, _>)
+            .collect();
+        let keys = run_jobs(jobs).into_iter().collect::<Result<Vec<_>, _>>().map_err(fail)?;
+        let built = indexes::build(&runs, &keys, table).map_err(fail)?;
+        state.transaction_order = built.transaction_order;
+        state.transactions = built.transactions;
+        state.references = built.references;
+        state.account_transactions = built.account_transactions;
+        state.developer_transactions = built.developer_transactions;
+
+        for (record_seq, resource, account) in idempotency {
+            match state.transactions.get(&resource) {
+                Some(transaction)
+                    if transaction.seq < record_seq && transaction.account == account => {}
+                Some(transaction) if transaction.seq < record_seq => {
+                    let reason = format!("idempotency record for {resource} is inconsistent");
+                    return Err(ApplyError { seq: record_seq, reason });
+                }
+                _ => {
+                    let reason = format!("transaction {resource} does not exist");
+                    return Err(ApplyError { seq: record_seq, reason });
+                }
+            }
+        }
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::{TimeZone, Utc};
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::domain::events::{
+        Actor, BalancePosted, DeveloperCreated, Event, EventMeta, IdempotencyKeyRecorded,
+        IdempotencyRecord, Leg, SubAccountCreated,
+    };
+    use crate::domain::ids::SidKind;
+    use crate::domain::money::Currency;
+
+    /// A log of recorded events, numbered and versioned as a store would.
+    #[derive(Default)]
+    struct Log {
+        events: Vec<RecordedEvent>,
+        versions: HashMap<Sid, u64>,
+        balances: HashMap<Sid, Decimal>,
+    }
+
+    impl Log {
+        /// Starts a log with a developer and `accounts` sub-accounts.
+        fn with_accounts(accounts: usize) -> (Log, Sid, Vec<Sid>) {
+            let mut log = Log::default();
+            let developer = Sid::generate(SidKind::Developer);
+            log.record(
+                Event::DeveloperCreated(DeveloperCreated {
+                    sid: developer,
+                    name: "Bulk".to_string(),
+                    api_key_sha256: "00".repeat(32),
+                }),
+                None,
+            );
+            let sids: Vec<Sid> = (0..accounts)
+                .map(|index| {
+                    let sid = Sid::generate(SidKind::Account);
+                    log.record(
+                        Event::SubAccountCreated(SubAccountCreated {
+                            sid,
+                            developer_sid: developer,
+                            login_id: format!("user{index}"),
+                            password_argon2: String::new(),
+                            first_name: None,
+                            last_name: None,
+                            email: None,
+                            mobile_phone: None,
+                            domain: "sip.example.com".to_string(),
+                            currency: Currency::DEFAULT,
+                        }),
+                        None,
+                    );
+                    sid
+                })
+                .collect();
+            (log, developer, sids)
+        }
+
+        fn record(&mut self, event: Event, idempotency: Option<IdempotencyRecord>) {
+            let seq = self.events.len() as u64 + 1;
+            let stream = event.stream();
+            let version = self.versions.entry(stream).or_default();
+            *version += 1;
+            let meta = EventMeta {
+                recorded_at: Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap(),
+                actor: Actor::Platform,
+                request_id: String::new(),
+                idempotency,
+            };
+            self.events.push(RecordedEvent {
+                seq,
+                stream,
+                version: *version,
+                meta,
+                event,
+                prev_hash: [0; 32],
+                hash: [0; 32],
+            });
+        }
+
+        /// Records a TOPUP of 1.00 and returns its sid.
+        fn post(&mut self, developer: Sid, account: Sid, reference: Option<&str>) -> Sid {
+            let sid = Sid::generate(SidKind::Transaction);
+            self.post_as(sid, developer, account, reference);
+            sid
+        }
+
+        fn post_as(&mut self, sid: Sid, developer: Sid, account: Sid, reference: Option<&str>) {
+            let balance = self.balances.entry(account).or_default();
+            *balance += Decimal::ONE;
+            let balance_after = *balance;
+            let event = Event::BalanceToppedUp(BalancePosted {
+                sid,
+                account_sid: account,
+                developer_sid: developer,
+                amount: Decimal::ONE,
+                currency: Currency::DEFAULT,
+                pay_method: 4,
+                refer_trans_id: reference.map(str::to_string),
+                desc: None,
+                legs: [
+                    Leg { account: format!("subaccount:{account}"), amount: Decimal::ONE },
+                    Leg { account: "funding:paypal".to_string(), amount: -Decimal::ONE },
+                ],
+                balance_after,
+            });
+            self.record(event, None);
+        }
+
+        fn record_idempotency(&mut self, account: Sid, resource: Sid) {
+            let record = IdempotencyRecord {
+                key: format!("key-{resource}"),
+                fingerprint: "00".repeat(32),
+                resource,
+            };
+            let event =
+                Event::IdempotencyKeyRecorded(IdempotencyKeyRecorded { stream: account, resource });
+            self.record(event, Some(record));
+        }
+
+        fn fold_one_at_a_time(&self) -> Result<State, ApplyError> {
+            let mut state = State::default();
+            for recorded in &self.events {
+                state.apply_recorded(recorded)?;
+            }
+            Ok(state)
+        }
+
+        fn fold_in_bulk(&self) -> Result<State, ApplyError> {
+            let mut fold = BulkFold::new();
+            for recorded in &self.events {
+                fold.apply_recorded(recorded)?;
+            }
+            assert_eq!(fold.last_seq(), self.events.len() as u64, "every event folded");
+            fold.finish()
+        }
+    }
+
+    #[test]
+    fn bulk_fold_equals_fold_one_at_a_time() {
+        let (mut log, developer, accounts) = Log::with_accounts(5);
+        // Enough postings for several runs, some with references and some
+        // with an Idempotency-Key record.
+        for index in 0..POSTINGS_PER_RUN * 3 + 7 {
+            let account = accounts[index * 7 % accounts.len()];
+            let reference = format!("PAY-{index}");
+            let reference = index.is_multiple_of(3).then_some(reference.as_str());
+            let sid = log.post(developer, account, reference);
+            if index % 11 == 0 {
+                log.record_idempotency(account, sid);
+            }
+        }
+        let expected = log.fold_one_at_a_time().expect("the log folds");
+        let bulk = log.fold_in_bulk().expect("the log folds in bulk");
+        assert_eq!(bulk.state_hash(), expected.state_hash(), "state hashes");
+        assert!(bulk == expected, "the bulk fold builds the same views and indexes");
+        let reference = bulk.find_reference(developer, 4, "PAY-30").expect("found by reference");
+        assert_eq!(reference.refer_trans_id.as_deref(), Some("PAY-30"));
+    }
+
+    #[test]
+    fn empty_log_folds_in_bulk() {
+        let state = BulkFold::new().finish().expect("nothing to check");
+        assert!(state == State::default(), "an empty state");
+    }
+
+    #[test]
+    fn repeated_reference_fails_both_folds() {
+        let (mut log, developer, accounts) = Log::with_accounts(2);
+        log.post(developer, accounts[0], Some("PAY-1"));
+        log.post(developer, accounts[1], Some("PAY-2"));
+        log.post(developer, accounts[1], Some("PAY-1"));
+        let exact = log.fold_one_at_a_time().expect_err("the reference is taken");
+        assert_eq!(exact.seq, 6, "the third posting breaks the log: {exact}");
+        let bulk = log.fold_in_bulk().expect_err("the reference is used twice");
+        assert!(bulk.reason.contains("refer_trans_id"), "{bulk}");
+    }
+
+    #[test]
+    fn repeated_posting_sid_fails_both_folds() {
+        let (mut log, developer, accounts) = Log::with_accounts(2);
+        let sid = log.post(developer, accounts[0], None);
+        log.post_as(sid, developer, accounts[1], None);
+        log.fold_one_at_a_time().expect_err("the sid exists");
+        let bulk = log.fold_in_bulk().expect_err("the sid is listed twice");
+        assert!(bulk.reason.contains(&sid.to_string()), "{bulk}");
+    }
+
+    #[test]
+    fn idempotency_record_needs_an_earlier_posting_of_its_account() {
+        // Before its posting.
+        let (mut log, developer, accounts) = Log::with_accounts(2);
+        let sid = Sid::generate(SidKind::Transaction);
+        log.record_idempotency(accounts[0], sid);
+        log.post_as(sid, developer, accounts[0], None);
+        let exact = log.fold_one_at_a_time().expect_err("no such posting yet");
+        let bulk = log.fold_in_bulk().expect_err("the posting comes later");
+        assert_eq!((bulk.seq, bulk.reason), (exact.seq, exact.reason), "same event, same reason");
+
+        // On another sub-account.
+        let (mut log, developer, accounts) = Log::with_accounts(2);
+        let sid = log.post(developer, accounts[0], None);
+        log.record_idempotency(accounts[1], sid);
+        let exact = log.fold_one_at_a_time().expect_err("the record names another account");
+        let bulk = log.fold_in_bulk().expect_err("the record names another account");
+        assert_eq!((bulk.seq, bulk.reason), (exact.seq, exact.reason), "same event, same reason");
+
+        // For no posting at all.
+        let (mut log, _, accounts) = Log::with_accounts(1);
+        log.record_idempotency(accounts[0], Sid::generate(SidKind::Transaction));
+        let exact = log.fold_one_at_a_time().expect_err("no such posting");
+        let bulk = log.fold_in_bulk().expect_err("no such posting");
+        assert_eq!((bulk.seq, bulk.reason), (exact.seq, exact.reason), "same event, same reason");
+    }
+}
