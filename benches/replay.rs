@@ -1,6 +1,7 @@
 //! Replay speed: decoding stored event bodies, folding recorded events into
-//! the projections, a full `recover` from a sled log (read, hash-chain
-//! check and decode on one thread, fold on another), and decoding a
+//! the projections one at a time and in bulk (`BulkFold`, the indexes built
+//! at the end), a full `recover` from a sled log (read, hash-chain check
+//! and decode on one thread, bulk fold on another), and decoding a
 //! projection snapshot. Throughput is in events per second.
 //!
 //! The log is built once, in-process through the ledger writer: 1,000
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use subledger::ledger::recovery::recover;
-use subledger::projection::State;
+use subledger::projection::{BulkFold, State};
 use subledger::store::{EventStore, RawEvent, RecordedEvent, SledStore};
 
 const SHAPE: fixture::LogShape = fixture::LogShape { accounts: 1_000, postings: 20_000 };
@@ -49,6 +50,16 @@ fn replay(c: &mut Criterion) {
                 state.apply_recorded(event).expect("a recorded event applies");
             }
             state
+        });
+    });
+
+    group.bench_function("fold_bulk", |b| {
+        b.iter(|| {
+            let mut fold = BulkFold::new();
+            for event in &recorded {
+                fold.apply_recorded(event).expect("a recorded event applies");
+            }
+            fold.finish().expect("the indexes build")
         });
     });
 

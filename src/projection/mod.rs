@@ -6,6 +6,8 @@
 //! and publishes it after the batch is durable; readers hold an `Arc` of the
 //! last published copy and never wait. Live state, a cold start and a full
 //! replay apply the same `State::apply`, and `state_hash` proves they agree.
+//! A full replay (`BulkFold`) leaves the posting indexes to the end and
+//! builds them in bulk.
 //!
 //! Every key a posting touches is plain data or a shared pointer (see
 //! `keys`), so copying a map node on the write path allocates nothing per
@@ -372,9 +374,7 @@ impl State {
         }
         self.apply_idempotency(meta);
         self.last_seq = seq;
-        let stream = event.stream();
-        let version = self.stream_versions.get(&stream).copied().unwrap_or(0) + 1;
-        self.stream_versions.insert(stream, version);
+        *self.stream_versions.entry(event.stream()).or_insert(0) += 1;
         Ok(())
     }
 
@@ -386,7 +386,7 @@ impl State {
         e: &BalancePosted,
         deferred: Option<&mut bulk::Deferred>,
     ) -> Result<(), ApplyError> {
-        let mut account = self.account_for_change(seq, e.account_sid)?;
+        let account = self.open_account(seq, e.account_sid)?;
         let fail = |reason: String| ApplyError { seq, reason };
         if account.developer != e.developer_sid || account.currency != e.currency {
             return Err(fail("posting does not match its sub-account".into()));
@@ -421,9 +421,12 @@ impl State {
                 .ok_or_else(|| fail("ledger balance overflows".into()))?;
         }
 
+        // In place when no published state shares the account, as during
+        // a replay, and on a copy otherwise.
+        let account = self.accounts.get_mut(&e.account_sid).expect("the account was found above");
+        let account = Arc::make_mut(account);
         account.balance = e.balance_after;
         account.balance_updated = at;
-        self.accounts.insert(account.sid, Arc::new(account));
 
         let transaction = Transaction {
             sid: e.sid,
@@ -511,12 +514,17 @@ impl State {
     }
 
     fn account_for_change(&self, seq: u64, sid: Sid) -> Result<Account, ApplyError> {
+        self.open_account(seq, sid).cloned()
+    }
+
+    /// Returns a sub-account that exists and is not closed.
+    fn open_account(&self, seq: u64, sid: Sid) -> Result<&Account, ApplyError> {
         let account = self.accounts.get(&sid).ok_or_else(|| missing(seq, "account", sid))?;
         if account.status == AccountStatus::Closed {
             let reason = format!("account {sid} is closed");
             return Err(ApplyError { seq, reason });
         }
-        Ok(Account::clone(account))
+        Ok(account)
     }
 
     fn sip_account(&self, seq: u64, sid: Sid) -> Result<SipAccount, ApplyError> {
