@@ -125,9 +125,25 @@ pub fn recover_with(
 }
 
 /// Folds the whole log into a new state. The fold builds the posting
-/// indexes at the end (`BulkFold`); should their checks fail, the log is
-/// folded again one event at a time, which names the event that breaks it.
+/// indexes at the end (`BulkFold`). Should the replay fail in any way, the
+/// log is folded again one event at a time, which stops at the first event
+/// that breaks it. That event may be a posting that fails a check left for
+/// the end, followed by an event that fails as it is folded, a break in the
+/// hash chain or the log's early end. Only the second fold names the posting.
 pub fn replay_all(store: &dyn EventStore) -> Result<(State, u64), RecoveryError> {
+    match replay_all_in_bulk(store) {
+        Ok(replayed) => Ok(replayed),
+        Err(error) => {
+            tracing::warn!(%error, "full replay failed, so the log is folded again one event at a time to find the first event that breaks it");
+            replay_tail(store, State::default(), GENESIS_HASH)
+        }
+    }
+}
+
+/// Folds the whole log with `BulkFold`. An error may name a later event
+/// than the first that breaks the log. The fold's state is freed when this
+/// returns, before a second replay starts.
+fn replay_all_in_bulk(store: &dyn EventStore) -> Result<(State, u64), RecoveryError> {
     let head = store.head();
     let started = Instant::now();
     let mut fold = BulkFold::new();
@@ -142,17 +158,10 @@ pub fn replay_all(store: &dyn EventStore) -> Result<(State, u64), RecoveryError>
         return Err(RecoveryError::Incomplete { head: head.seq, replayed: fold.last_seq() });
     }
     let folded_ms = started.elapsed().as_millis() as u64;
-    match fold.finish() {
-        Ok(state) => {
-            let elapsed_ms = started.elapsed().as_millis() as u64;
-            tracing::debug!(replayed, folded_ms, elapsed_ms, "replay finished, indexes built");
-            Ok((state, replayed))
-        }
-        Err(error) => {
-            tracing::warn!(%error, "the postings of the log fail a check; folding it again one event at a time to find the event");
-            replay_tail(store, State::default(), GENESIS_HASH)
-        }
-    }
+    let state = fold.finish()?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::debug!(replayed, folded_ms, elapsed_ms, "replay finished, indexes built");
+    Ok((state, replayed))
 }
 
 /// Decodes a snapshot, or logs why it does not decode and returns `None`.
@@ -570,41 +579,47 @@ mod tests {
         assert_eq!(recovered.snapshot_seq, None, "no snapshot exists");
     }
 
-    #[test]
-    fn failed_bulk_check_names_the_event() {
-        // Two postings with one reference: the bulk fold finds it only when
-        // it builds the indexes, and the fold one event at a time names the
-        // second posting.
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = crate::store::SledStore::open(dir.path()).expect("open a fresh log");
-        let developer = Sid::new(SidKind::Developer, 1);
-        let account = Sid::new(SidKind::Account, 2);
-        let meta = |seq: u64| EventMeta {
+    /// The developer and the sub-account of `repeated_reference_log`.
+    const DEVELOPER: u128 = 1;
+    const ACCOUNT: u128 = 2;
+
+    /// Returns a TOPUP of 1 with reference `PAY-1` on the sub-account `ACCOUNT`.
+    fn top_up(seq: u64, version: u64, balance_after: i64) -> PendingEvent {
+        let developer = Sid::new(SidKind::Developer, DEVELOPER);
+        let account = Sid::new(SidKind::Account, ACCOUNT);
+        let event = Event::BalanceToppedUp(BalancePosted {
+            sid: Sid::new(SidKind::Transaction, u128::from(seq)),
+            account_sid: account,
+            developer_sid: developer,
+            amount: Decimal::ONE,
+            currency: Currency::DEFAULT,
+            pay_method: 4,
+            refer_trans_id: Some("PAY-1".to_string()),
+            desc: None,
+            legs: [
+                Leg { account: format!("subaccount:{account}"), amount: Decimal::ONE },
+                Leg { account: "funding:paypal".to_string(), amount: -Decimal::ONE },
+            ],
+            balance_after: Decimal::from(balance_after),
+        });
+        let meta = EventMeta {
             recorded_at: Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap(),
             actor: Actor::Developer(developer),
             request_id: format!("req-{seq}"),
             idempotency: None,
         };
-        let posting = |sid: u128, balance_after: i64| {
-            Event::BalanceToppedUp(BalancePosted {
-                sid: Sid::new(SidKind::Transaction, sid),
-                account_sid: account,
-                developer_sid: developer,
-                amount: Decimal::ONE,
-                currency: Currency::DEFAULT,
-                pay_method: 4,
-                refer_trans_id: Some("PAY-1".to_string()),
-                desc: None,
-                legs: [
-                    Leg { account: format!("subaccount:{account}"), amount: Decimal::ONE },
-                    Leg { account: "funding:paypal".to_string(), amount: -Decimal::ONE },
-                ],
-                balance_after: Decimal::from(balance_after),
-            })
-        };
-        let created = Event::SubAccountCreated(SubAccountCreated {
-            sid: account,
-            developer_sid: developer,
+        PendingEvent { seq, stream: account, version, meta, event }
+    }
+
+    /// Events 1 to 4: a developer, a sub-account and two postings with one
+    /// reference, so that event 4 breaks the log. The bulk fold finds that
+    /// only when it builds the indexes.
+    fn repeated_reference_log() -> Vec<PendingEvent> {
+        let mut created = developer_created(2, ACCOUNT);
+        created.stream = Sid::new(SidKind::Account, ACCOUNT);
+        created.event = Event::SubAccountCreated(SubAccountCreated {
+            sid: created.stream,
+            developer_sid: Sid::new(SidKind::Developer, DEVELOPER),
             login_id: "user".to_string(),
             password_argon2: String::new(),
             first_name: None,
@@ -614,15 +629,15 @@ mod tests {
             domain: "sip.example.com".to_string(),
             currency: Currency::DEFAULT,
         });
-        let mut pending = vec![developer_created(1, 1)];
-        for (seq, version, event) in [(2, 1, created), (3, 2, posting(3, 1)), (4, 3, posting(4, 2))]
-        {
-            pending.push(PendingEvent { seq, stream: account, version, meta: meta(seq), event });
-        }
-        // An event after them, so that the last one is not the one named.
-        pending.push(developer_created(5, 5));
-        store.append(&pending).expect("append the events");
+        vec![developer_created(1, DEVELOPER), created, top_up(3, 2, 1), top_up(4, 3, 2)]
+    }
 
+    /// Stores `events` in a fresh log and expects recovery to fail at
+    /// event 4, naming the reference.
+    fn expect_repeated_reference_named(events: &[PendingEvent]) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = crate::store::SledStore::open(dir.path()).expect("open a fresh log");
+        store.append(events).expect("append the events");
         match recover(&store) {
             Err(RecoveryError::Apply(error)) => {
                 assert_eq!(error.seq, 4, "the second posting: {error}");
@@ -630,6 +645,23 @@ mod tests {
             }
             other => panic!("expected the posting to fail, got {:?}", other.map(|_| ())),
         }
+    }
+
+    #[test]
+    fn failed_bulk_check_names_the_event() {
+        let mut events = repeated_reference_log();
+        // An event after them, so that the last one is not the one named.
+        events.push(developer_created(5, 5));
+        expect_repeated_reference_named(&events);
+    }
+
+    #[test]
+    fn failed_bulk_check_before_broken_event() {
+        // Event 5 fails as it is folded, with a balance that does not
+        // follow. The fold one event at a time stops at event 4 before it.
+        let mut events = repeated_reference_log();
+        events.push(top_up(5, 4, 7));
+        expect_repeated_reference_named(&events);
     }
 
     /// Opens a store in `dir` with events 1 to `EVENTS` and a snapshot at

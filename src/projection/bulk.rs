@@ -342,4 +342,51 @@ mod tests {
         let bulk = log.fold_in_bulk().expect_err("no such posting");
         assert_eq!((bulk.seq, bulk.reason), (exact.seq, exact.reason), "same event, same reason");
     }
+
+    #[test]
+    fn reference_repeats_across_developers() {
+        // A second developer, whose sub-account is created after the first
+        // developer's posting, uses the same reference with the same pay
+        // method. The digest differs by developer, so both folds accept it.
+        let (mut log, developer, accounts) = Log::with_accounts(1);
+        let other = Sid::generate(SidKind::Developer);
+        log.record(
+            Event::DeveloperCreated(DeveloperCreated {
+                sid: other,
+                name: "Other".to_string(),
+                api_key_sha256: "11".repeat(32),
+            }),
+            None,
+        );
+        let first = log.post(developer, accounts[0], Some("PAY-1"));
+
+        let late = Sid::generate(SidKind::Account);
+        log.record(
+            Event::SubAccountCreated(SubAccountCreated {
+                sid: late,
+                developer_sid: other,
+                login_id: "late".to_string(),
+                password_argon2: String::new(),
+                first_name: None,
+                last_name: None,
+                email: None,
+                mobile_phone: None,
+                domain: "sip.example.com".to_string(),
+                currency: Currency::DEFAULT,
+            }),
+            None,
+        );
+        let second = log.post(other, late, Some("PAY-1"));
+
+        let expected = log.fold_one_at_a_time().expect("the log folds");
+        let bulk = log.fold_in_bulk().expect("the log folds in bulk");
+        assert_eq!(bulk.state_hash(), expected.state_hash(), "state hashes");
+        assert!(bulk == expected, "the bulk fold builds the same views and indexes");
+
+        let found = bulk.find_reference(developer, 4, "PAY-1").expect("the first developer's");
+        assert_eq!(found.sid, first, "the first developer's posting");
+        let found = bulk.find_reference(other, 4, "PAY-1").expect("the other developer's");
+        assert_eq!(found.sid, second, "the other developer's posting");
+        assert!(bulk.find_reference(developer, 5, "PAY-1").is_none(), "another pay method");
+    }
 }
