@@ -11,7 +11,9 @@ pub(super) type Job<'a, T> = Box<dyn FnOnce() -> T + Send + 'a>;
 /// returns their results in job order. Each thread takes the next job when
 /// it finishes one, so jobs listed longest first spread best. The calling
 /// thread runs jobs too, and alone when no thread can be started. A job
-/// that panics ends the call with its panic once the other threads stop.
+/// that panics makes the call panic once the other threads stop. The panic
+/// message reaches the caller only when the job ran on the calling thread,
+/// and the panic hook prints it in every case.
 pub(super) fn run_jobs<'a, T: Send>(jobs: Vec<Job<'a, T>>) -> Vec<T> {
     let count = jobs.len();
     let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get()).min(count);
