@@ -2,7 +2,8 @@
 //! while the server is killed with SIGKILL at a random moment and started
 //! again on the same data, `SUBLEDGER_CRASH_CYCLES` times (30 by default).
 //! Snapshots are taken every 50 events, so kills also land during snapshot
-//! writes and starts also load snapshots.
+//! writes and starts also load snapshots. Every third restart first
+//! removes the snapshots, so that the start replays the whole log.
 //!
 //! After every cycle, each posting acknowledged with 2xx is present with
 //! its `balance_after`, and a posting whose request got no response is
@@ -287,7 +288,13 @@ async fn acknowledged_postings_survive_kills() {
         let delay = KILL_AFTER_MILLIS.start
             + rand::random::<u64>() % (KILL_AFTER_MILLIS.end - KILL_AFTER_MILLIS.start);
         tokio::time::sleep(Duration::from_millis(delay)).await;
-        server = tokio::task::block_in_place(|| server.crash_and_restart());
+        server = tokio::task::block_in_place(|| {
+            if cycle % 3 == 2 {
+                server.crash_and_restart_without_snapshots()
+            } else {
+                server.crash_and_restart()
+            }
+        });
         stop.store(true, Ordering::Release);
 
         let mut cycle_postings = Vec::new();

@@ -269,6 +269,21 @@ impl Server {
         self.respawn()
     }
 
+    /// Kills the server with SIGKILL, removes its projection snapshots and
+    /// starts it again on the same data, so that the start replays the
+    /// whole log.
+    pub fn crash_and_restart_without_snapshots(mut self) -> Server {
+        self.kill();
+        let snapshots = self.data_dir.join("log").join("projection-snapshots");
+        if let Ok(entries) = std::fs::read_dir(&snapshots) {
+            for entry in entries {
+                let path = entry.expect("list the projection snapshots").path();
+                std::fs::remove_file(&path).expect("remove a projection snapshot");
+            }
+        }
+        self.respawn()
+    }
+
     fn respawn(mut self) -> Server {
         let temp = self._temp.take();
         Server::spawn(
