@@ -371,3 +371,57 @@ pub struct EventMeta {
     /// `Idempotency-Key` header.
     pub idempotency: Option<IdempotencyRecord>,
 }
+
+/// Events with only their required fields, for tests that build logs.
+#[cfg(test)]
+pub mod fixtures {
+    use rust_decimal::Decimal;
+
+    use super::{BalancePosted, Leg, SubAccountCreated};
+    use crate::domain::ids::Sid;
+    use crate::domain::money::Currency;
+
+    /// Returns the creation of a sub-account in domain `sip.example.com`
+    /// and the default currency, with no profile fields.
+    pub fn sub_account_created(sid: Sid, developer: Sid, login_id: &str) -> SubAccountCreated {
+        SubAccountCreated {
+            sid,
+            developer_sid: developer,
+            login_id: login_id.to_string(),
+            password_argon2: String::new(),
+            first_name: None,
+            last_name: None,
+            email: None,
+            mobile_phone: None,
+            domain: "sip.example.com".to_string(),
+            currency: Currency::DEFAULT,
+        }
+    }
+
+    /// Returns a TOPUP of `amount` by PayPal (pay method 4) that leaves the
+    /// sub-account at `balance_after`.
+    pub fn top_up(
+        sid: Sid,
+        account: Sid,
+        developer: Sid,
+        amount: Decimal,
+        balance_after: Decimal,
+        reference: Option<&str>,
+    ) -> BalancePosted {
+        BalancePosted {
+            sid,
+            account_sid: account,
+            developer_sid: developer,
+            amount,
+            currency: Currency::DEFAULT,
+            pay_method: 4,
+            refer_trans_id: reference.map(str::to_string),
+            desc: None,
+            legs: [
+                Leg { account: format!("subaccount:{account}"), amount },
+                Leg { account: "funding:paypal".to_string(), amount: -amount },
+            ],
+            balance_after,
+        }
+    }
+}

@@ -422,11 +422,9 @@ mod tests {
     use super::*;
     use rust_decimal::Decimal;
 
-    use crate::domain::events::{
-        Actor, BalancePosted, DeveloperCreated, Event, EventMeta, Leg, SubAccountCreated,
-    };
+    use crate::domain::events::fixtures::{self, sub_account_created};
+    use crate::domain::events::{Actor, DeveloperCreated, Event, EventMeta};
     use crate::domain::ids::{Sid, SidKind};
-    use crate::domain::money::Currency;
     use crate::store::{seal, PendingEvent, StoreResult};
 
     /// Events in the test logs: more than two batches, and a partial one.
@@ -587,21 +585,11 @@ mod tests {
     fn top_up(seq: u64, version: u64, balance_after: i64) -> PendingEvent {
         let developer = Sid::new(SidKind::Developer, DEVELOPER);
         let account = Sid::new(SidKind::Account, ACCOUNT);
-        let event = Event::BalanceToppedUp(BalancePosted {
-            sid: Sid::new(SidKind::Transaction, u128::from(seq)),
-            account_sid: account,
-            developer_sid: developer,
-            amount: Decimal::ONE,
-            currency: Currency::DEFAULT,
-            pay_method: 4,
-            refer_trans_id: Some("PAY-1".to_string()),
-            desc: None,
-            legs: [
-                Leg { account: format!("subaccount:{account}"), amount: Decimal::ONE },
-                Leg { account: "funding:paypal".to_string(), amount: -Decimal::ONE },
-            ],
-            balance_after: Decimal::from(balance_after),
-        });
+        let sid = Sid::new(SidKind::Transaction, u128::from(seq));
+        let balance_after = Decimal::from(balance_after);
+        let posting =
+            fixtures::top_up(sid, account, developer, Decimal::ONE, balance_after, Some("PAY-1"));
+        let event = Event::BalanceToppedUp(posting);
         let meta = EventMeta {
             recorded_at: Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap(),
             actor: Actor::Developer(developer),
@@ -617,18 +605,9 @@ mod tests {
     fn repeated_reference_log() -> Vec<PendingEvent> {
         let mut created = developer_created(2, ACCOUNT);
         created.stream = Sid::new(SidKind::Account, ACCOUNT);
-        created.event = Event::SubAccountCreated(SubAccountCreated {
-            sid: created.stream,
-            developer_sid: Sid::new(SidKind::Developer, DEVELOPER),
-            login_id: "user".to_string(),
-            password_argon2: String::new(),
-            first_name: None,
-            last_name: None,
-            email: None,
-            mobile_phone: None,
-            domain: "sip.example.com".to_string(),
-            currency: Currency::DEFAULT,
-        });
+        let developer = Sid::new(SidKind::Developer, DEVELOPER);
+        created.event =
+            Event::SubAccountCreated(sub_account_created(created.stream, developer, "user"));
         vec![developer_created(1, DEVELOPER), created, top_up(3, 2, 1), top_up(4, 3, 2)]
     }
 

@@ -6,11 +6,11 @@
 //! replay's time. `BulkFold` folds every view except these,
 //! keeps the postings in order, and then builds the indexes as a snapshot
 //! decode does (`indexes::build`): sorted, in parallel jobs, and with the
-//! same checks. The checks that the one-at-a-time fold makes on each
-//! posting (no sid twice, no reference twice for one developer and pay
-//! method) and on each `Idempotency-Key` record (its posting exists, came
-//! first, and is on the record's sub-account) are made there for all of
-//! them at once.
+//! same checks. The one-at-a-time fold checks that no posting repeats a
+//! sid, and no reference repeats for one developer and pay method. It also
+//! checks that each `Idempotency-Key` record names an earlier posting on
+//! the record's sub-account. The bulk fold makes all of these checks there,
+//! at once.
 //!
 //! A failed check names no single event. The caller then folds the log
 //! again one event at a time, which stops at the event that breaks it.
@@ -134,12 +134,11 @@ mod tests {
     use rust_decimal::Decimal;
 
     use super::*;
+    use crate::domain::events::fixtures::{sub_account_created, top_up};
     use crate::domain::events::{
-        Actor, BalancePosted, DeveloperCreated, Event, EventMeta, IdempotencyKeyRecorded,
-        IdempotencyRecord, Leg, SubAccountCreated,
+        Actor, DeveloperCreated, Event, EventMeta, IdempotencyKeyRecorded, IdempotencyRecord,
     };
     use crate::domain::ids::SidKind;
-    use crate::domain::money::Currency;
 
     /// A log of recorded events, numbered and versioned as a store would.
     #[derive(Default)]
@@ -165,21 +164,9 @@ mod tests {
             let sids: Vec<Sid> = (0..accounts)
                 .map(|index| {
                     let sid = Sid::generate(SidKind::Account);
-                    log.record(
-                        Event::SubAccountCreated(SubAccountCreated {
-                            sid,
-                            developer_sid: developer,
-                            login_id: format!("user{index}"),
-                            password_argon2: String::new(),
-                            first_name: None,
-                            last_name: None,
-                            email: None,
-                            mobile_phone: None,
-                            domain: "sip.example.com".to_string(),
-                            currency: Currency::DEFAULT,
-                        }),
-                        None,
-                    );
+                    let login_id = format!("user{index}");
+                    let created = sub_account_created(sid, developer, &login_id);
+                    log.record(Event::SubAccountCreated(created), None);
                     sid
                 })
                 .collect();
@@ -219,21 +206,8 @@ mod tests {
             let balance = self.balances.entry(account).or_default();
             *balance += Decimal::ONE;
             let balance_after = *balance;
-            let event = Event::BalanceToppedUp(BalancePosted {
-                sid,
-                account_sid: account,
-                developer_sid: developer,
-                amount: Decimal::ONE,
-                currency: Currency::DEFAULT,
-                pay_method: 4,
-                refer_trans_id: reference.map(str::to_string),
-                desc: None,
-                legs: [
-                    Leg { account: format!("subaccount:{account}"), amount: Decimal::ONE },
-                    Leg { account: "funding:paypal".to_string(), amount: -Decimal::ONE },
-                ],
-                balance_after,
-            });
+            let posting = top_up(sid, account, developer, Decimal::ONE, balance_after, reference);
+            let event = Event::BalanceToppedUp(posting);
             self.record(event, None);
         }
 
@@ -317,7 +291,7 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_record_needs_an_earlier_posting_of_its_account() {
+    fn idempotency_record_checked_against_posting() {
         // Before its posting.
         let (mut log, developer, accounts) = Log::with_accounts(2);
         let sid = Sid::generate(SidKind::Transaction);
@@ -361,21 +335,7 @@ mod tests {
         let first = log.post(developer, accounts[0], Some("PAY-1"));
 
         let late = Sid::generate(SidKind::Account);
-        log.record(
-            Event::SubAccountCreated(SubAccountCreated {
-                sid: late,
-                developer_sid: other,
-                login_id: "late".to_string(),
-                password_argon2: String::new(),
-                first_name: None,
-                last_name: None,
-                email: None,
-                mobile_phone: None,
-                domain: "sip.example.com".to_string(),
-                currency: Currency::DEFAULT,
-            }),
-            None,
-        );
+        log.record(Event::SubAccountCreated(sub_account_created(late, other, "late")), None);
         let second = log.post(other, late, Some("PAY-1"));
 
         let expected = log.fold_one_at_a_time().expect("the log folds");

@@ -3,9 +3,8 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::domain::events::{
-    Actor, BalancePosted, DeveloperCreated, Event, EventMeta, Leg, SubAccountCreated,
-};
+use crate::domain::events::fixtures::{sub_account_created, top_up};
+use crate::domain::events::{Actor, DeveloperCreated, Event, EventMeta};
 use crate::domain::ids::SidKind;
 use crate::projection::ApplyError;
 
@@ -31,18 +30,8 @@ impl Ledger {
         };
         ledger.fold(Actor::Platform, Event::DeveloperCreated(created));
         for (index, sid) in accounts.iter().enumerate() {
-            let event = Event::SubAccountCreated(SubAccountCreated {
-                sid: *sid,
-                developer_sid: developer,
-                login_id: format!("user{index}"),
-                password_argon2: String::new(),
-                first_name: None,
-                last_name: None,
-                email: None,
-                mobile_phone: None,
-                domain: "sip.example.com".to_string(),
-                currency: Currency::DEFAULT,
-            });
+            let login_id = format!("user{index}");
+            let event = Event::SubAccountCreated(sub_account_created(*sid, developer, &login_id));
             ledger.fold(Actor::Developer(developer), event);
         }
         ledger
@@ -83,21 +72,11 @@ impl Ledger {
         let account = self.accounts[index % self.accounts.len()];
         let balance = self.state.accounts[&account].balance;
         let amount = Decimal::ONE;
-        Event::BalanceToppedUp(BalancePosted {
-            sid: Sid::generate(SidKind::Transaction),
-            account_sid: account,
-            developer_sid: self.developer,
-            amount,
-            currency: Currency::DEFAULT,
-            pay_method: 4,
-            refer_trans_id: index.is_multiple_of(2).then(|| format!("PAY-{index}")),
-            desc: None,
-            legs: [
-                Leg { account: format!("subaccount:{account}"), amount },
-                Leg { account: "funding:paypal".to_string(), amount: -amount },
-            ],
-            balance_after: balance + amount,
-        })
+        let sid = Sid::generate(SidKind::Transaction);
+        let reference = format!("PAY-{index}");
+        let reference = index.is_multiple_of(2).then_some(reference.as_str());
+        let posting = top_up(sid, account, self.developer, amount, balance + amount, reference);
+        Event::BalanceToppedUp(posting)
     }
 }
 
