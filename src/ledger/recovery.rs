@@ -11,9 +11,9 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::time::Instant;
 
 use crate::audit::progress::Progress;
-use crate::projection::{ApplyError, BulkFold, State};
+use crate::projection::{ApplyError, BulkFold, SnapshotError, State};
 use crate::store::{
-    EventStore, RawEvent, RawEventIter, RecordedEvent, SnapshotFile, StoreError, StoredSnapshot,
+    EventStore, RawEvent, RawEventIter, RecordedEvent, SnapshotFile, SnapshotSource, StoreError,
     GENESIS_HASH,
 };
 
@@ -63,23 +63,36 @@ pub fn preload_snapshot(files: Vec<SnapshotFile>) -> Preloaded {
     for file in files {
         preloaded.oldest_tried = Some(file.seq);
         let started = Instant::now();
-        let Some(snapshot) = file.read() else {
+        let Some(snapshot) = file.open() else {
             continue;
         };
-        let read_ms = started.elapsed().as_millis() as u64;
-        if let Some(state) = decode_snapshot(&snapshot) {
-            let decode_ms = started.elapsed().as_millis() as u64 - read_ms;
-            let bytes = snapshot.bytes.len();
-            tracing::debug!(
-                seq = file.seq,
-                bytes,
-                read_ms,
-                decode_ms,
-                "projection snapshot preloaded"
-            );
-            preloaded.snapshot = Some((snapshot.seq, snapshot.event_hash, state));
-            break;
-        }
+        // The decode's jobs read and checksum the sections, so the CRC-32
+        // is known only after the decode. A snapshot that fails it is
+        // dropped, whatever it decoded to.
+        let state = match State::decode_from(&snapshot) {
+            Ok(state) if snapshot.check_crc() => state,
+            Ok(_) => continue,
+            Err(error) => {
+                // Damage usually stops the decode before every byte is
+                // read. Reading the whole file checks its CRC-32, so the
+                // warning names damage rather than an undecodable format.
+                if file.read().is_some() {
+                    decode_snapshot(snapshot.seq, Err(error));
+                }
+                continue;
+            }
+        };
+        let Some(state) = decode_snapshot(snapshot.seq, Ok(state)) else {
+            continue;
+        };
+        tracing::debug!(
+            seq = file.seq,
+            bytes = snapshot.length(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "projection snapshot preloaded"
+        );
+        preloaded.snapshot = Some((snapshot.seq, snapshot.event_hash, state));
+        break;
     }
     preloaded
 }
@@ -111,7 +124,7 @@ pub fn recover_with(
             warn_newer_than_log(store, snapshot.seq);
             continue;
         }
-        let Some(state) = decode_snapshot(&snapshot) else {
+        let Some(state) = decode_snapshot(snapshot.seq, State::decode(&snapshot.bytes)) else {
             continue;
         };
         if let Some(recovered) =
@@ -164,20 +177,21 @@ fn replay_all_in_bulk(store: &dyn EventStore) -> Result<(State, u64), RecoveryEr
     Ok((state, replayed))
 }
 
-/// Decodes a snapshot, or logs why it does not decode and returns `None`.
-fn decode_snapshot(snapshot: &StoredSnapshot) -> Option<State> {
-    match State::decode(&snapshot.bytes) {
-        Ok(state) if state.last_seq == snapshot.seq => Some(state),
+/// Returns the state a snapshot at `seq` decoded to, or logs why it did not
+/// decode, or is not at `seq`, and returns `None`.
+fn decode_snapshot(seq: u64, decoded: Result<State, SnapshotError>) -> Option<State> {
+    match decoded {
+        Ok(state) if state.last_seq == seq => Some(state),
         Ok(state) => {
             tracing::warn!(
-                snapshot_seq = snapshot.seq,
+                snapshot_seq = seq,
                 state_seq = state.last_seq,
                 "projection snapshot does not match its sequence; skipping it"
             );
             None
         }
         Err(error) => {
-            tracing::warn!(snapshot_seq = snapshot.seq, %error, "projection snapshot does not decode; skipping it");
+            tracing::warn!(snapshot_seq = seq, %error, "projection snapshot does not decode; skipping it");
             None
         }
     }
@@ -692,6 +706,30 @@ mod tests {
         let recovered = recover_with(&store, preloaded).expect("recover");
         assert_eq!(recovered.snapshot_seq, Some(300), "starts from 300");
         assert_eq!(recovered.replayed_events, EVENTS - 300, "replays from 300");
+    }
+
+    #[test]
+    fn preload_checks_crc_after_decoding() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = store_with_snapshots(dir.path(), &[300, 700]);
+        // Change one letter of a developer's name in the snapshot at 700:
+        // it still decodes, to a state that differs from the log's, and
+        // only the CRC-32 detects the change.
+        let path = dir.path().join("projection-snapshots/00000000000000000700.snapshot");
+        let mut bytes = std::fs::read(&path).expect("read the snapshot file");
+        let at = bytes.windows(9).position(|name| name == b"Developer").expect("a name");
+        bytes[at] = b'd';
+        std::fs::write(&path, &bytes).expect("write the damaged file");
+        let damaged = SnapshotFile::list(dir.path()).expect("list").remove(0).open().expect("open");
+        let decoded = State::decode_from(&damaged).expect("the damaged snapshot decodes");
+        assert_eq!(decoded.last_seq, 700, "decoded to the snapshot's sequence");
+        assert!(!damaged.check_crc(), "the CRC-32 finds the change");
+
+        let preloaded = preload_snapshot(SnapshotFile::list(dir.path()).expect("list"));
+        assert_eq!(preloaded.snapshot.as_ref().map(|(seq, _, _)| *seq), Some(300), "the older one");
+        let recovered = recover_with(&store, preloaded).expect("recover");
+        let full = replay_tail(&store, State::default(), GENESIS_HASH).expect("replay").0;
+        assert_eq!(recovered.state, full, "the state of a full replay");
     }
 
     #[test]

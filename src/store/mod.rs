@@ -9,7 +9,9 @@ mod sled_store;
 pub use envelope::{
     chain_hash, encode_body, seal, PendingEvent, RawEvent, RecordedEvent, FORMAT_V1, GENESIS_HASH,
 };
-pub use sled_store::{SledStore, SnapshotFile};
+pub use sled_store::{OpenedSnapshot, SledStore, SnapshotFile};
+
+use std::borrow::Cow;
 
 use crate::domain::ids::Sid;
 
@@ -69,6 +71,40 @@ pub type SnapshotIter<'a> = Box<dyn Iterator<Item = StoredSnapshot> + 'a>;
 /// Writes a snapshot's bytes to the writer it is given; see
 /// `EventStore::save_snapshot`.
 pub type SnapshotEncoder<'a> = dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()> + 'a;
+
+/// The bytes of a stored snapshot, read by range, so that a decoder can
+/// read each part of a snapshot on the thread that decodes it instead of
+/// reading the whole snapshot into memory first.
+pub trait SnapshotSource: Sync {
+    /// Returns the snapshot's length in bytes.
+    fn length(&self) -> u64;
+
+    /// Returns the `length` bytes at `offset`. A range that does not lie
+    /// within the snapshot is an error of kind `UnexpectedEof`.
+    fn read(&self, offset: u64, length: usize) -> std::io::Result<Cow<'_, [u8]>>;
+}
+
+impl SnapshotSource for [u8] {
+    fn length(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read(&self, offset: u64, length: usize) -> std::io::Result<Cow<'_, [u8]>> {
+        usize::try_from(offset)
+            .ok()
+            .and_then(|start| self.get(start..start.checked_add(length)?))
+            .map(Cow::Borrowed)
+            .ok_or_else(|| outside_snapshot(offset, length, self.length()))
+    }
+}
+
+/// Builds the error of a read outside a snapshot of `total` bytes.
+pub(crate) fn outside_snapshot(offset: u64, length: usize, total: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        format!("{length} bytes at offset {offset} lie outside the snapshot of {total} bytes"),
+    )
+}
 
 /// A projection snapshot as stored: the sequence number it was taken at,
 /// the hash of the event there and its bytes.

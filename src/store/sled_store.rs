@@ -58,7 +58,7 @@ mod snapshots;
 #[cfg(test)]
 mod tests;
 
-pub use snapshots::SnapshotFile;
+pub use snapshots::{OpenedSnapshot, SnapshotFile};
 
 /// Written under `meta/format` when a log is created or upgraded. Version 2
 /// keeps acknowledged batches in the journal until sled flushes them, so a

@@ -32,6 +32,7 @@ use super::{
 };
 use crate::domain::ids::Sid;
 use crate::domain::money::Currency;
+use crate::store::SnapshotSource;
 
 /// Starts every snapshot encoding: a zero byte and the format version. An
 /// encoding of an older format starts with another version, or with its
@@ -64,6 +65,8 @@ pub enum SnapshotError {
     Decode(#[from] postcard::Error),
     #[error("the snapshot's transactions do not fit its other views: {0}")]
     Inconsistent(String),
+    #[error("reading the snapshot failed: {0}")]
+    Read(#[from] std::io::Error),
 }
 
 /// The first section: every view but the SIP views and the transactions.
@@ -226,8 +229,18 @@ impl State {
 
     /// Reads a snapshot of this build's format and rebuilds its indexes.
     pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
-        let body = bytes.strip_prefix(&SNAPSHOT_PREFIX[..]).ok_or(SnapshotError::Format)?;
-        let sections = split_sections(body)?;
+        State::decode_from(bytes)
+    }
+
+    /// Decodes a snapshot as `decode` does, reading each section from
+    /// `source` in the job that decodes it. Every byte is read once: the
+    /// prefix, the section count, the table, then each section. A
+    /// section's bytes are in memory only while its job runs.
+    pub fn decode_from<S>(source: &S) -> Result<State, SnapshotError>
+    where
+        S: SnapshotSource + ?Sized,
+    {
+        let sections = section_ranges(source)?;
         let [core, sip, transaction_sections @ ..] = sections.as_slice() else {
             let reason = format!("{} sections, expected at least 2", sections.len());
             return Err(SnapshotError::Sections(reason));
@@ -237,10 +250,12 @@ impl State {
         // transaction job waits for its table.
         let table = OnceLock::new();
         let table = &table;
-        let mut jobs: Vec<Job<'_, Result<Section, SnapshotError>>> =
-            vec![Box::new(move || decode_core(core, table)), Box::new(|| decode_sip(sip))];
-        for section in transaction_sections {
-            jobs.push(Box::new(move || decode_transactions(section, table)));
+        let mut jobs: Vec<Job<'_, Result<Section, SnapshotError>>> = vec![
+            Box::new(move || decode_core(source, *core, table)),
+            Box::new(move || decode_sip(&source.read(sip.0, sip.1)?)),
+        ];
+        for &(offset, length) in transaction_sections {
+            jobs.push(Box::new(move || decode_transactions(&source.read(offset, length)?, table)));
         }
         let mut core = None;
         let mut sip = None;
@@ -317,33 +332,46 @@ impl SectionWriter<'_> {
     }
 }
 
-/// Splits the body after the prefix into its sections, checking that the
-/// table at its end covers the rest exactly.
-fn split_sections(body: &[u8]) -> Result<Vec<&[u8]>, SnapshotError> {
+/// Reads the prefix, the section count and the table, and returns the
+/// offset and length of each section, checking that the sections and the
+/// table cover the snapshot exactly.
+fn section_ranges<S>(source: &S) -> Result<Vec<(u64, usize)>, SnapshotError>
+where
+    S: SnapshotSource + ?Sized,
+{
     let invalid = |reason: String| SnapshotError::Sections(reason);
-    let (rest, count) = body
-        .split_last_chunk::<SECTION_COUNT_BYTES>()
+    let total = source.length();
+    let prefix_length = SNAPSHOT_PREFIX.len() as u64;
+    if total < prefix_length || *source.read(0, SNAPSHOT_PREFIX.len())? != SNAPSHOT_PREFIX {
+        return Err(SnapshotError::Format);
+    }
+    let count_offset = total
+        .checked_sub(SECTION_COUNT_BYTES as u64)
+        .filter(|offset| *offset >= prefix_length)
         .ok_or_else(|| invalid("the section count is cut short".into()))?;
-    let count = u32::from_le_bytes(*count) as usize;
+    let count = source.read(count_offset, SECTION_COUNT_BYTES)?;
+    let count = u32::from_le_bytes((*count).try_into().expect("4 bytes")) as usize;
     let table_bytes = count
         .checked_mul(SECTION_LENGTH_BYTES)
-        .filter(|bytes| *bytes <= rest.len())
+        .filter(|bytes| *bytes as u64 <= count_offset - prefix_length)
         .ok_or_else(|| invalid(format!("the table of {count} sections is cut short")))?;
-    let (mut data, table) = rest.split_at(rest.len() - table_bytes);
+    let table_offset = count_offset - table_bytes as u64;
+    let table = source.read(table_offset, table_bytes)?;
 
     let mut sections = Vec::with_capacity(count);
+    let mut offset = prefix_length;
     for (index, length) in table.chunks_exact(SECTION_LENGTH_BYTES).enumerate() {
         let length = u64::from_le_bytes(length.try_into().expect("8 bytes"));
-        let Some(length) = usize::try_from(length).ok().filter(|length| *length <= data.len())
+        let Some(length) =
+            usize::try_from(length).ok().filter(|length| *length as u64 <= table_offset - offset)
         else {
             return Err(invalid(format!("section {index} of {length} bytes runs past the end")));
         };
-        let (section, after) = data.split_at(length);
-        sections.push(section);
-        data = after;
+        sections.push((offset, length));
+        offset += length as u64;
     }
-    if !data.is_empty() {
-        return Err(invalid(format!("{} bytes follow the last section", data.len())));
+    if offset != table_offset {
+        return Err(invalid(format!("{} bytes follow the last section", table_offset - offset)));
     }
     Ok(sections)
 }
@@ -358,15 +386,22 @@ fn decode_section<T: DeserializeOwned>(section: &[u8]) -> Result<T, SnapshotErro
     Ok(value)
 }
 
-/// Decodes the core views and publishes the table of their sub-accounts
-/// for the transaction jobs. When the views do not decode, or the job
-/// panics, `None` is published, so that no job waits for ever.
-fn decode_core(
-    section: &[u8],
+/// Reads and decodes the core views and publishes the table of their
+/// sub-accounts for the transaction jobs. When the section cannot be read,
+/// the views do not decode, or the job panics, `None` is published, so
+/// that no job waits for ever.
+fn decode_core<S>(
+    source: &S,
+    (offset, length): (u64, usize),
     table: &OnceLock<Option<AccountTable>>,
-) -> Result<Section, SnapshotError> {
+) -> Result<Section, SnapshotError>
+where
+    S: SnapshotSource + ?Sized,
+{
     let _publish_none = PublishNone(table);
-    let views: Box<CoreViews> = Box::new(decode_section(section)?);
+    let section = source.read(offset, length)?;
+    let views: Box<CoreViews> = Box::new(decode_section(&section)?);
+    drop(section);
     let _ = table.set(Some(AccountTable::new(&views.2 .0)));
     Ok(Section::Core(views))
 }

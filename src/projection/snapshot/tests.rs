@@ -295,3 +295,62 @@ fn decode_rejects_huge_map_length() {
         assert!(result.is_err(), "a map of {length} entries decodes");
     }
 }
+
+/// A snapshot in memory that records every range read from it, and fails
+/// the read of the range at `fail_at`.
+struct RecordingSource {
+    bytes: Vec<u8>,
+    reads: std::sync::Mutex<Vec<(u64, usize)>>,
+    fail_at: Option<u64>,
+}
+
+impl SnapshotSource for RecordingSource {
+    fn length(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn read(&self, offset: u64, length: usize) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
+        if self.fail_at == Some(offset) {
+            return Err(std::io::Error::other("the disk failed"));
+        }
+        self.reads.lock().unwrap().push((offset, length));
+        self.bytes.as_slice().read(offset, length)
+    }
+}
+
+fn recording(bytes: Vec<u8>, fail_at: Option<u64>) -> RecordingSource {
+    RecordingSource { bytes, reads: std::sync::Mutex::new(Vec::new()), fail_at }
+}
+
+#[test]
+fn decode_from_reads_every_byte_once() {
+    let ledger = Ledger::with_postings(10);
+    let source = recording(ledger.state.encode_sections(4), None);
+    let decoded = State::decode_from(&source).expect("decodes");
+    assert_eq!(decoded, ledger.state, "the state that was encoded");
+    let mut reads = source.reads.into_inner().unwrap();
+    reads.sort_unstable();
+    // The prefix, 2 view sections and 3 of transactions, the table, the count.
+    assert_eq!(reads.len(), 8, "one read per part: {reads:?}");
+    let mut next = 0;
+    for (offset, length) in reads {
+        assert_eq!(offset, next, "read at {offset} follows the one before");
+        next += length as u64;
+    }
+    assert_eq!(next, source.bytes.len() as u64, "the reads end at the snapshot's end");
+}
+
+#[test]
+fn decode_from_reports_failed_reads() {
+    let bytes = Ledger::with_postings(10).state.encode_sections(4);
+    let offsets = recording(bytes.clone(), None);
+    State::decode_from(&offsets).expect("decodes");
+    // Each read in turn fails, the core section's too, which the
+    // transaction jobs wait for: the decode returns the error and no job
+    // waits for ever.
+    for (offset, _) in offsets.reads.into_inner().unwrap() {
+        let result = State::decode_from(&recording(bytes.clone(), Some(offset)));
+        let failed = matches!(&result, Err(SnapshotError::Read(error)) if error.to_string() == "the disk failed");
+        assert!(failed, "a failed read at {offset}: {result:?}");
+    }
+}
