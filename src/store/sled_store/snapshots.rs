@@ -65,7 +65,8 @@ const SNAPSHOTS_KEPT: usize = 2;
 /// at a time.
 const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
-/// A snapshot file in a log directory, read only when `read` is called.
+/// A snapshot file in a log directory, read only when `open` or `read` is
+/// called.
 #[derive(Debug, Clone)]
 pub struct SnapshotFile {
     pub seq: u64,
@@ -166,29 +167,40 @@ impl OpenedSnapshot {
     /// that their combined CRC-32 is the header's. Logs why not and returns
     /// `false` otherwise.
     pub fn check_crc(&self) -> bool {
+        let reason = match self.combined_crc() {
+            Ok(crc) if crc == self.stored_crc => return true,
+            Ok(_) => "its CRC-32 does not match its header".to_string(),
+            Err(reason) => reason,
+        };
+        warn_unreadable(self.seq, &self.path, &reason);
+        false
+    }
+
+    /// Takes the reads so far and combines their CRC-32s in offset order,
+    /// or returns which bytes they left unread or read more than once.
+    fn combined_crc(&self) -> Result<u32, String> {
         let mut reads = std::mem::take(&mut *self.reads.lock().unwrap_or_else(|p| p.into_inner()));
+        // An empty read covers no byte. It is dropped because, sorted after
+        // a read at the same offset, it would look like a second read there.
+        reads.retain(|(_, length, _)| *length > 0);
         reads.sort_unstable_by_key(|(offset, _, _)| *offset);
         let mut combined = crc32fast::Hasher::new();
         let mut next = 0u64;
         for (offset, length, checksum) in &reads {
-            if *offset != next {
-                let reason = format!("the reads did not cover byte {next} exactly once");
-                warn_unreadable(self.seq, &self.path, &reason);
-                return false;
+            if *offset > next {
+                return Err(format!("bytes {next} to {} were not read", offset - 1));
+            }
+            if *offset < next {
+                let end = next.min(offset + *length as u64);
+                return Err(format!("bytes {offset} to {} were read more than once", end - 1));
             }
             combined.combine(checksum);
             next += *length as u64;
         }
         if next != self.length {
-            let reason = format!("only {next} of its {} bytes were read", self.length);
-            warn_unreadable(self.seq, &self.path, &reason);
-            return false;
+            return Err(format!("bytes {next} to {} were not read", self.length - 1));
         }
-        if combined.finalize() != self.stored_crc {
-            warn_unreadable(self.seq, &self.path, "its CRC-32 does not match its header");
-            return false;
-        }
-        true
+        Ok(combined.finalize())
     }
 }
 
@@ -551,6 +563,57 @@ mod tests {
         snapshot.read(0, 10).expect("read");
         snapshot.read(11, length - 11).expect("read");
         assert!(!snapshot.check_crc(), "byte 10 unread");
+    }
+
+    #[test]
+    fn opened_snapshot_ignores_empty_reads() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        save_bytes(dir.path(), 7, &snapshot_bytes(7)).expect("save");
+        let length = snapshot_bytes(7).len();
+
+        // An empty read covers no byte, wherever it is and whenever it is
+        // made, so it neither fills a gap nor counts as a second read.
+        let snapshot = open_seq(dir.path(), 7);
+        snapshot.read(0, length).expect("read");
+        snapshot.read(0, 0).expect("read");
+        snapshot.read(10, 0).expect("read");
+        snapshot.read(length as u64, 0).expect("read");
+        assert!(snapshot.check_crc(), "every byte read once, with empty reads between");
+
+        let snapshot = open_seq(dir.path(), 7);
+        snapshot.read(0, 10).expect("read");
+        snapshot.read(10, 0).expect("read");
+        snapshot.read(11, length - 11).expect("read");
+        assert!(!snapshot.check_crc(), "an empty read at byte 10 does not read it");
+    }
+
+    #[test]
+    fn opened_snapshot_names_bad_coverage() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        save_bytes(dir.path(), 7, &snapshot_bytes(7)).expect("save");
+        let length = snapshot_bytes(7).len();
+        let last = length - 1;
+
+        let snapshot = open_seq(dir.path(), 7);
+        snapshot.read(0, length).expect("read");
+        snapshot.read(10, 5).expect("read");
+        let reason = snapshot.combined_crc().expect_err("bytes read twice");
+        assert_eq!(reason, "bytes 10 to 14 were read more than once");
+
+        let snapshot = open_seq(dir.path(), 7);
+        snapshot.read(0, 10).expect("read");
+        snapshot.read(12, length - 12).expect("read");
+        let reason = snapshot.combined_crc().expect_err("bytes unread");
+        assert_eq!(reason, "bytes 10 to 11 were not read");
+
+        let snapshot = open_seq(dir.path(), 7);
+        snapshot.read(0, last).expect("read");
+        let reason = snapshot.combined_crc().expect_err("the last byte unread");
+        assert_eq!(reason, format!("bytes {last} to {last} were not read"));
+
+        let snapshot = open_seq(dir.path(), 7);
+        let reason = snapshot.combined_crc().expect_err("nothing read");
+        assert_eq!(reason, format!("bytes 0 to {last} were not read"));
     }
 
     #[test]
