@@ -124,8 +124,9 @@ fn file_name(seq: u64) -> String {
 /// A snapshot file whose header is checked, open for reads by range
 /// (`SnapshotSource`). Each read is checksummed as it is made, and
 /// `check_crc` combines those checksums once a decoder has read every byte,
-/// so that the file is never in memory whole. Until `check_crc` passes, the
-/// bytes read are unchecked: a decoder must treat them as untrusted.
+/// so a decoder need not hold the whole file in memory. Until `check_crc`
+/// passes, the bytes read are unchecked, and a decoder must treat them as
+/// untrusted.
 #[derive(Debug)]
 pub struct OpenedSnapshot {
     pub seq: u64,
@@ -233,7 +234,7 @@ fn warn_unreadable(seq: u64, path: &Path, reason: &str) {
     );
 }
 
-/// A snapshot file open after its header: the header's fields.
+/// The fields of a checked snapshot header, with the file open just past it.
 struct Header {
     file: File,
     event_hash: [u8; HASH_BYTES],
@@ -545,27 +546,6 @@ mod tests {
     }
 
     #[test]
-    fn opened_snapshot_needs_every_byte_once() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        save_bytes(dir.path(), 7, &snapshot_bytes(7)).expect("save");
-        let length = snapshot_bytes(7).len();
-
-        let snapshot = open_seq(dir.path(), 7);
-        snapshot.read(0, length - 1).expect("read");
-        assert!(!snapshot.check_crc(), "the last byte unread");
-
-        let snapshot = open_seq(dir.path(), 7);
-        snapshot.read(0, length).expect("read");
-        snapshot.read(10, 5).expect("read");
-        assert!(!snapshot.check_crc(), "bytes 10 to 14 read twice");
-
-        let snapshot = open_seq(dir.path(), 7);
-        snapshot.read(0, 10).expect("read");
-        snapshot.read(11, length - 11).expect("read");
-        assert!(!snapshot.check_crc(), "byte 10 unread");
-    }
-
-    #[test]
     fn opened_snapshot_ignores_empty_reads() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         save_bytes(dir.path(), 7, &snapshot_bytes(7)).expect("save");
@@ -588,32 +568,31 @@ mod tests {
     }
 
     #[test]
-    fn opened_snapshot_names_bad_coverage() {
+    fn opened_snapshot_needs_every_byte_once() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         save_bytes(dir.path(), 7, &snapshot_bytes(7)).expect("save");
         let length = snapshot_bytes(7).len();
         let last = length - 1;
 
-        let snapshot = open_seq(dir.path(), 7);
-        snapshot.read(0, length).expect("read");
-        snapshot.read(10, 5).expect("read");
-        let reason = snapshot.combined_crc().expect_err("bytes read twice");
-        assert_eq!(reason, "bytes 10 to 14 were read more than once");
-
-        let snapshot = open_seq(dir.path(), 7);
-        snapshot.read(0, 10).expect("read");
-        snapshot.read(12, length - 12).expect("read");
-        let reason = snapshot.combined_crc().expect_err("bytes unread");
-        assert_eq!(reason, "bytes 10 to 11 were not read");
-
-        let snapshot = open_seq(dir.path(), 7);
-        snapshot.read(0, last).expect("read");
-        let reason = snapshot.combined_crc().expect_err("the last byte unread");
-        assert_eq!(reason, format!("bytes {last} to {last} were not read"));
-
-        let snapshot = open_seq(dir.path(), 7);
-        let reason = snapshot.combined_crc().expect_err("nothing read");
-        assert_eq!(reason, format!("bytes 0 to {last} were not read"));
+        // The reads made, by offset and length, and why they fail the check.
+        let cases: [(Vec<(u64, usize)>, String); 5] = [
+            (vec![(0, length), (10, 5)], "bytes 10 to 14 were read more than once".into()),
+            (vec![(0, 10), (12, length - 12)], "bytes 10 to 11 were not read".into()),
+            (vec![(0, 10), (11, length - 11)], "bytes 10 to 10 were not read".into()),
+            (vec![(0, last)], format!("bytes {last} to {last} were not read")),
+            (vec![], format!("bytes 0 to {last} were not read")),
+        ];
+        for (reads, reason) in cases {
+            let read_ranges = || {
+                let snapshot = open_seq(dir.path(), 7);
+                for (offset, length) in &reads {
+                    snapshot.read(*offset, *length).expect("read");
+                }
+                snapshot
+            };
+            assert_eq!(read_ranges().combined_crc(), Err(reason), "reads {reads:?}");
+            assert!(!read_ranges().check_crc(), "reads {reads:?} pass the check");
+        }
     }
 
     #[test]
