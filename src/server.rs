@@ -111,44 +111,6 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<SledStore>> {
     Ok(Arc::new(store))
 }
 
-/// Size from which glibc serves an allocation with its own `mmap` and
-/// returns it to the system when freed. glibc's default starts at 128 KiB
-/// but rises to the largest block freed so far (up to 32 MiB). After that,
-/// freed 19 MiB Argon2id buffers stay in per-thread arenas: creating 200
-/// sub-accounts, 32 at a time, left the server at 3.1 GiB RSS. With this
-/// threshold and one hash per core at a time, the same run peaked at
-/// 58 MiB and settled at 20 MiB.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MALLOC_MMAP_THRESHOLD_BYTES: libc::c_int = 1024 * 1024;
-
-/// Fixes glibc's `mmap` threshold (see `MALLOC_MMAP_THRESHOLD_BYTES`);
-/// setting it also turns off glibc's dynamic adjustment (mallopt(3)).
-fn bound_allocator_retention() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only changes allocator settings, takes no
-        // pointers, and glibc serializes it against allocations.
-        let applied = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES) };
-        if applied != 1 {
-            tracing::warn!(
-                "mallopt(M_MMAP_THRESHOLD) failed; freed large blocks may stay resident"
-            );
-        }
-    }
-}
-
-/// Returns the heap memory that recovery freed to the system. Decoding a
-/// snapshot or replaying the log frees hundreds of megabytes of buffers in
-/// blocks below the `mmap` threshold, which glibc keeps otherwise.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: malloc_trim only returns free heap pages to the system
-        // and takes no pointers.
-        unsafe { libc::malloc_trim(0) };
-    }
-}
-
 /// Starts reading and decoding the newest projection snapshot on a thread
 /// of its own, so that it runs while the log opens. At 1,000,000 postings
 /// each takes a few hundred milliseconds. The files are read before the
@@ -189,7 +151,6 @@ fn finish_preload(preload: Option<std::thread::JoinHandle<Preloaded>>) -> Preloa
 
 /// Runs the service until SIGTERM or SIGINT.
 pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    bound_allocator_retention();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
     let started = std::time::Instant::now();
@@ -209,7 +170,6 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "projections rebuilt"
     );
-    release_free_memory();
     log_state_hash(recovered.state.clone());
 
     let writer_config = WriterConfig { snapshot_interval_events: config.snapshot_interval_events };

@@ -325,8 +325,9 @@ fn fold_batches(
             fold(recorded)?;
             progress.advance();
         }
-        // The reader drops the folded events: it allocated them, and glibc
-        // frees a block fastest on the thread whose arena holds it. When the
+        // The reader drops the folded events, which it allocated: a block
+        // freed on the thread that allocated it goes back to that thread's
+        // cache, where the reader's next allocations find it. When the
         // reader has finished already, the batch is dropped here.
         let _ = folded.send(batch);
     }
