@@ -12,18 +12,14 @@ use subledger::audit::{ReportFormat, Verdict, EXIT_CHECK_FAILED, EXIT_ERROR};
 use subledger::ledger::recovery::SNAPSHOT_INTERVAL_EVENTS_DEFAULT;
 use subledger::server::{serve, ServeConfig};
 
-/// jemalloc instead of glibc's malloc. In alternating runs of the load
-/// generator on two cores, durable TOPUPs ran 4% to 15% faster with it,
-/// and a start from a 1,000,000-posting snapshot took 0.91 to 0.95 s
-/// against 1.06 to 1.22 s. The peak RSS at that size stayed within 4% of
-/// glibc's, and was up to 14% higher with 1,000 sub-accounts
-/// (docs/benchmarks.md has the commands and figures). glibc needed a fixed
-/// `mmap` threshold and a `malloc_trim` after recovery to give freed
-/// memory back. jemalloc returns pages left unused for 10 s (its default
-/// `dirty_decay_ms`) as later allocations run.
+/// jemalloc instead of glibc's malloc. In alternating load generator runs
+/// it made durable TOPUPs 4% to 15% faster and snapshot starts 14% to 24%
+/// shorter, at a peak RSS from 3% lower to 14% higher (docs/benchmarks.md).
+/// It returns unused pages by itself, where glibc needed a fixed `mmap`
+/// threshold and `malloc_trim`.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(

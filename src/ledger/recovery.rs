@@ -325,10 +325,10 @@ fn fold_batches(
             fold(recorded)?;
             progress.advance();
         }
-        // The reader drops the folded events, which it allocated: a block
-        // freed on the thread that allocated it goes back to that thread's
-        // cache, where the reader's next allocations find it. When the
-        // reader has finished already, the batch is dropped here.
+        // The reader drops the folded events because it allocated them. A
+        // block freed on the thread that allocated it goes back to that
+        // thread's cache, where the reader's next allocations find it. When
+        // the reader has finished already, the batch is dropped here.
         let _ = folded.send(batch);
     }
     progress.finish();
