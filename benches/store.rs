@@ -1,7 +1,7 @@
 //! Append-and-commit cost of the sled event log by batch size: one
 //! `SledStore::append` of 1, 16, 128 or 1024 TOPUP events, each a durable
-//! write (the sled transaction and a journal record, then one `fdatasync`
-//! of the journal file), as the writer's group commit does it. Throughput
+//! write (sled inserts and a journal record, then one `fdatasync` of the
+//! journal file), as the writer's group commit does it. Throughput
 //! is in events per second.
 
 use std::time::{Duration, Instant};

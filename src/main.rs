@@ -14,7 +14,7 @@ use subledger::server::{serve, ServeConfig};
 
 /// jemalloc instead of glibc's malloc. In alternating load generator runs
 /// it made durable TOPUPs 4% to 15% faster and snapshot starts 14% to 24%
-/// shorter, at a peak RSS from 3% lower to 14% higher (docs/benchmarks.md).
+/// shorter, at a peak RSS from 5% lower to 14% higher (docs/benchmarks.md).
 /// Its background threads (the `background_threads` feature) return pages
 /// left unused for 10 s even while the server is idle, where glibc needed
 /// a fixed `mmap` threshold and `malloc_trim`.
