@@ -182,7 +182,7 @@ pub async fn create(
         alias_sid: Sid::generate(SidKind::SipAlias),
     };
     let outcome =
-        app.ledger.submit(call.context(), Command::CreateSubAccount(Box::new(new))).await?;
+        app.ledger.submit(call.into_context(), Command::CreateSubAccount(Box::new(new))).await?;
     account_reply(&app, outcome, true)
 }
 
@@ -240,7 +240,7 @@ pub async fn update(
         status,
     };
     let command = Command::UpdateSubAccount { sid: account.sid, changes: Box::new(changes) };
-    let outcome = app.ledger.submit(call.context(), command).await?;
+    let outcome = app.ledger.submit(call.into_context(), command).await?;
     account_reply(&app, outcome, false)
 }
 

@@ -117,7 +117,7 @@ pub async fn post(
         refer_trans_id,
         desc,
     };
-    let outcome = app.ledger.submit(call.context(), Command::Post(Box::new(posting))).await?;
+    let outcome = app.ledger.submit(call.into_context(), Command::Post(Box::new(posting))).await?;
 
     let state = app.ledger.state();
     let (Outcome::Done(sid) | Outcome::Replayed(sid)) = outcome;

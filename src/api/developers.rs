@@ -29,7 +29,7 @@ pub async fn create(
     let api_key = generate_api_key();
     let api_key_sha256 = hex::encode(hash_api_key(&api_key));
     let command = Command::CreateDeveloper { sid, name, api_key_sha256 };
-    let outcome = app.ledger.submit(call.context(), command).await?;
+    let outcome = app.ledger.submit(call.into_context(), command).await?;
 
     let state = app.ledger.state();
     match outcome {

@@ -90,7 +90,7 @@ pub async fn create(
         domain,
         password,
     };
-    let outcome = app.ledger.submit(call.context(), command).await?;
+    let outcome = app.ledger.submit(call.into_context(), command).await?;
     sip_reply(&app, outcome, true)
 }
 
@@ -126,7 +126,7 @@ pub async fn update(
     let domain = validate_domain(&domain)?;
     let password = open_password(&app, &password, encrypt_type)?;
     let command = Command::UpdateSipAccount { sid: sip.sid, domain, password };
-    let outcome = app.ledger.submit(call.context(), command).await?;
+    let outcome = app.ledger.submit(call.into_context(), command).await?;
     sip_reply(&app, outcome, false)
 }
 
@@ -140,7 +140,8 @@ pub async fn delete(
     let scope = scope(call.caller, &mut call.params)?;
     call.finish_params()?;
     let sip = visible_sip(&call.state, scope, &path.0, &path.1)?;
-    app.ledger.submit(call.context(), Command::DeleteSipAccount { sid: sip.sid }).await?;
+    let command = Command::DeleteSipAccount { sid: sip.sid };
+    app.ledger.submit(call.into_context(), command).await?;
     Ok(Reply::no_content())
 }
 
@@ -178,7 +179,7 @@ pub async fn create_alias(
     let sip = visible_sip(&call.state, scope, &path.0, &path.1)?;
     let alias = validate_alias(&alias)?;
     let command = Command::AddAlias { sid: Sid::generate(SidKind::SipAlias), sip: sip.sid, alias };
-    let outcome = app.ledger.submit(call.context(), command).await?;
+    let outcome = app.ledger.submit(call.into_context(), command).await?;
     sip_reply(&app, outcome, true)
 }
 
@@ -209,7 +210,7 @@ pub async fn update_alias(
     let alias = visible_alias(&call.state, scope, (&path.0, &path.1, &path.2))?;
     let new_alias = validate_alias(&alias_text)?;
     let command = Command::ChangeAlias { sid: alias.sid, alias: new_alias };
-    let outcome = app.ledger.submit(call.context(), command).await?;
+    let outcome = app.ledger.submit(call.into_context(), command).await?;
     sip_reply(&app, outcome, false)
 }
 
@@ -223,7 +224,8 @@ pub async fn delete_alias(
     let scope = scope(call.caller, &mut call.params)?;
     call.finish_params()?;
     let alias = visible_alias(&call.state, scope, (&path.0, &path.1, &path.2))?;
-    app.ledger.submit(call.context(), Command::RemoveAlias { sid: alias.sid }).await?;
+    let command = Command::RemoveAlias { sid: alias.sid };
+    app.ledger.submit(call.into_context(), command).await?;
     Ok(Reply::no_content())
 }
 
