@@ -100,7 +100,7 @@ fn sub_account(sid: Sid, developer: Sid, index: usize) -> Event {
 fn topup(account: Sid, developer: Sid, index: usize, balance_after: Decimal) -> Event {
     let amount = Decimal::new(100, 2);
     Event::BalanceToppedUp(BalancePosted {
-        sid: Sid::generate(SidKind::Transaction),
+        sid: Sid::generate_in_time_order(SidKind::Transaction),
         account_sid: account,
         developer_sid: developer,
         amount,

@@ -109,7 +109,7 @@ pub async fn post(
     let desc = desc.map(|text| validate_desc(&text)).transpose()?;
 
     let posting = NewPosting {
-        sid: Sid::generate(SidKind::Transaction),
+        sid: Sid::generate_in_time_order(SidKind::Transaction),
         account: account.sid,
         kind,
         amount,
