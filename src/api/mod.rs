@@ -207,9 +207,18 @@ where
 
 /// Every route pattern with its methods; `configure` registers exactly
 /// these, and the OpenAPI document describes exactly these.
+///
+/// actix-web tries the patterns in this order, and each pattern with a
+/// `{…}` segment costs a regular-expression match. No path matches two of
+/// them, so the order changes only the cost: the balance, which postings
+/// and balance reads both use, comes first.
 fn route_table() -> Vec<(&'static str, Vec<MethodRoute>)> {
     use Method as M;
     vec![
+        (
+            "/v1/accounts/{account_sid}/balances",
+            vec![on(M::GET, balances::fetch), on(M::POST, balances::post)],
+        ),
         ("/healthz", vec![on(M::GET, ops::healthz)]),
         ("/readyz", vec![on(M::GET, ops::readyz)]),
         ("/metrics", vec![on(M::GET, metrics::metrics)]),
@@ -237,10 +246,6 @@ fn route_table() -> Vec<(&'static str, Vec<MethodRoute>)> {
                 on(M::PUT, sip::update_alias),
                 on(M::DELETE, sip::delete_alias),
             ],
-        ),
-        (
-            "/v1/accounts/{account_sid}/balances",
-            vec![on(M::GET, balances::fetch), on(M::POST, balances::post)],
         ),
         (
             "/v1/accounts/{account_sid}/balances/transactions",
