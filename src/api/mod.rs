@@ -83,11 +83,11 @@ impl Call {
     }
 
     /// Ends the call, keeping what the writer needs. The call's state is
-    /// released here, before the request waits for the writer: whoever
-    /// drops the last reference to a replaced state frees the tree nodes
-    /// that only it used. When waiting requests held their states, that
-    /// freeing took about a tenth of the HTTP workers' time under load;
-    /// now the committer does it after it has replied.
+    /// released here, before the request waits for the writer, because the
+    /// thread that drops the last reference to a replaced state frees the
+    /// tree nodes that only that state used. When waiting requests held
+    /// their states, that freeing took about a tenth of the HTTP workers'
+    /// time under load. Now the committer does it after it has replied.
     pub fn into_context(self) -> CommandContext {
         CommandContext {
             actor: self.caller.actor(),
@@ -210,8 +210,8 @@ where
 ///
 /// actix-web tries the patterns in this order, and each pattern with a
 /// `{…}` segment costs a regular-expression match. No path matches two of
-/// them, so the order changes only the cost: the balance, which postings
-/// and balance reads both use, comes first.
+/// them, so the order changes only the cost. The balance route comes
+/// first because postings and balance reads both use it.
 fn route_table() -> Vec<(&'static str, Vec<MethodRoute>)> {
     use Method as M;
     vec![

@@ -1,7 +1,7 @@
 //! Resource ids: a two-letter prefix naming the kind of resource and 32
 //! lower-case hex digits, 34 characters in all (`AC` followed by 128 random
-//! bits; a transaction's id starts with its creation time instead, see
-//! `Sid::generate_in_time_order`). Ids are kept as a kind and a `u128` so
+//! bits). A transaction's id starts with its creation time instead, see
+//! `Sid::generate_in_time_order`. Ids are kept as a kind and a `u128` so
 //! that maps keyed by them stay small and compare fast; the text form
 //! exists only at the edges.
 
@@ -73,13 +73,13 @@ impl Sid {
     }
 
     /// Draws a fresh id that sorts after those drawn in earlier
-    /// milliseconds: the Unix time in milliseconds fills the first 48 bits,
-    /// and 80 random bits follow. Transactions use it. Their ids index the
-    /// sid map, a persistent B-tree that each batch copies on its first
-    /// change to a node; ids in time order put new postings in its newest
-    /// leaves, one copy per batch instead of one per posting. Two ids of
-    /// the same millisecond collide with a chance of 2^-80, and a clock set
-    /// back only costs those copies again.
+    /// milliseconds. The Unix time in milliseconds fills the first 48
+    /// bits, and 80 random bits follow. Transactions use it: their ids
+    /// index the sid map, a persistent B-tree that each batch copies on its
+    /// first change to a node. Ids in time order put new postings in its
+    /// newest leaves, so a batch copies them once instead of once per
+    /// posting. Two ids of the same millisecond collide with a chance of
+    /// 2^-80, and a clock set back only costs those copies again.
     pub fn generate_in_time_order(kind: SidKind) -> Sid {
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -87,8 +87,8 @@ impl Sid {
         Sid::in_time_order(kind, millis, rand::random())
     }
 
-    /// The id of `generate_in_time_order` for a time and random bits: the
-    /// low 48 bits of `millis`, then the high 80 bits of `random`.
+    /// Builds the id of `generate_in_time_order` from a time and random
+    /// bits: the low 48 bits of `millis`, then the high 80 bits of `random`.
     fn in_time_order(kind: SidKind, millis: u128, random: u128) -> Sid {
         const MILLIS_MASK: u128 = (1 << 48) - 1;
         Sid::new(kind, ((millis & MILLIS_MASK) << 80) | (random >> 48))
