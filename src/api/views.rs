@@ -32,13 +32,17 @@ pub fn rfc2822(time: DateTime<Utc>) -> String {
     // Writes the text of `RFC2822_UTC` directly. chrono reads a pattern
     // anew on every call, which took about a fifth of the time of encoding
     // a transaction.
+    //
+    // chrono (0.4.45) stores a leap second as second 59 with a nanosecond
+    // of 1_000_000_000 or more, and its `%S` writes 60 for it. A client can
+    // send one in `at`, and `GET …/balances` may return it as `date_updated`.
+    let second = time.second() + time.nanosecond() / 1_000_000_000;
     format!(
-        "{:02} {} {year:04} {:02}:{:02}:{:02} +0000",
+        "{:02} {} {year:04} {:02}:{:02}:{second:02} +0000",
         time.day(),
         MONTHS[time.month0() as usize],
         time.hour(),
-        time.minute(),
-        time.second()
+        time.minute()
     )
 }
 
@@ -256,5 +260,28 @@ mod tests {
             rfc2822(DateTime::parse_from_rfc3339("2014-12-15T14:20:25Z").expect("valid").to_utc()),
             "15 Dec 2014 14:20:25 +0000"
         );
+    }
+
+    #[test]
+    fn rfc2822_leap_second() {
+        let date = chrono::NaiveDate::from_ymd_opt(2016, 12, 31).expect("a valid date");
+        for nanosecond in [1_000_000_000, 1_999_999_999] {
+            let time = date.and_hms_nano_opt(23, 59, 59, nanosecond).expect("a leap second");
+            let time = time.and_utc();
+            assert_eq!(rfc2822(time), "31 Dec 2016 23:59:60 +0000", "nanosecond {nanosecond}");
+            assert_eq!(rfc2822(time), time.format(RFC2822_UTC).to_string(), "{nanosecond}");
+        }
+        let parsed = parse_time("at", "2016-12-31T23:59:60Z").expect("a leap second parses");
+        assert_eq!(rfc2822(parsed), "31 Dec 2016 23:59:60 +0000", "parsed from RFC 3339");
+    }
+
+    #[test]
+    fn rfc2822_year_bounds() {
+        let cases = [(-1, 12, 31), (0, 1, 1), (0, 12, 31), (9999, 12, 31), (10000, 1, 1)];
+        for (year, month, day) in cases {
+            let date = chrono::NaiveDate::from_ymd_opt(year, month, day).expect("a valid date");
+            let time = date.and_hms_opt(23, 59, 59).expect("a valid time").and_utc();
+            assert_eq!(rfc2822(time), time.format(RFC2822_UTC).to_string(), "year {year}");
+        }
     }
 }

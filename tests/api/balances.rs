@@ -910,6 +910,24 @@ async fn history_filters() {
 }
 
 #[tokio::test]
+async fn balance_at_leap_second() {
+    let server = Server::start().await;
+    let (developer, account) = developer_with_account(&server, "leap01").await;
+    let auth = developer.auth();
+    let path = balances_path(&account);
+
+    // A time before the sub-account existed is shown as given, so a leap
+    // second in `at` comes back as second 60, in both accepted forms.
+    const LEAP_SECOND: &str = "31 Dec 2016 23:59:60 +0000";
+    for at in ["2016-12-31T23:59:60Z", LEAP_SECOND] {
+        let reply = server.get(&format!("{path}?at={}", encoded(at)), &auth).await;
+        reply.expect(200);
+        assert_eq!(reply.json["balance_amount"], "0.00", "balance at {at}");
+        assert_eq!(reply.json["date_updated"], LEAP_SECOND, "date_updated at {at}");
+    }
+}
+
+#[tokio::test]
 async fn history_pages() {
     let server = Server::start().await;
     let (developer, account) = developer_with_account(&server, "pages01").await;
