@@ -87,7 +87,9 @@ impl Call {
     /// thread that drops the last reference to a replaced state frees the
     /// tree nodes that only that state used. When waiting requests held
     /// their states, that freeing took about a tenth of the HTTP workers'
-    /// time under load. Now the committer does it after it has replied.
+    /// time under load. Now the committer is usually the last holder, and
+    /// it frees replaced states after it has replied. A read that keeps a
+    /// replaced state until it ends frees that state itself.
     pub fn into_context(self) -> CommandContext {
         CommandContext {
             actor: self.caller.actor(),
