@@ -2,7 +2,7 @@
 //! lower-case hex digits, 34 characters in all (`AC` followed by 128 random
 //! bits). A transaction's id starts with its creation time instead, see
 //! `Sid::generate_in_time_order`. Ids are kept as a kind and a `u128` so
-//! that maps keyed by them stay small and compare fast; the text form
+//! that maps keyed by them stay small and compare fast. The text form
 //! exists only at the edges.
 
 use std::fmt;
