@@ -82,14 +82,11 @@ impl Call {
         Ok(Call { state, caller, params, request_id, idempotency })
     }
 
-    /// Ends the call, keeping what the writer needs. The call's state is
-    /// released here, before the request waits for the writer, because the
-    /// thread that drops the last reference to a replaced state frees the
-    /// tree nodes that only that state used. When waiting requests held
-    /// their states, that freeing took about a tenth of the HTTP workers'
-    /// time under load. Now the committer is usually the last holder, and
-    /// it frees replaced states after it has replied. A read that keeps a
-    /// replaced state until it ends frees that state itself.
+    /// Ends the call, keeping what the writer needs. Releasing the state
+    /// before the request waits makes the committer, not this HTTP worker,
+    /// the usual last owner of each replaced state. The last owner frees the
+    /// state's unshared tree nodes, which took about a tenth of the workers'
+    /// time under load while waiting requests kept their states.
     pub fn into_context(self) -> CommandContext {
         CommandContext {
             actor: self.caller.actor(),

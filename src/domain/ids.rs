@@ -72,14 +72,13 @@ impl Sid {
         Sid::new(kind, rand::random::<u128>())
     }
 
-    /// Draws a fresh id that sorts after those drawn in earlier
-    /// milliseconds. The Unix time in milliseconds fills the first 48
-    /// bits, and 80 random bits follow. Transactions use it: their ids
-    /// index the sid map, a persistent B-tree that each batch copies on its
-    /// first change to a node. Ids in time order put new postings in its
-    /// newest leaves, so a batch copies them once instead of once per
-    /// posting. Two ids of the same millisecond collide with a chance of
-    /// 2^-80, and a clock set back only costs those copies again.
+    /// Draws a fresh id whose first 48 bits are the Unix time in
+    /// milliseconds and whose other 80 bits are random, so it sorts after
+    /// ids of earlier milliseconds. Transactions use it because each batch
+    /// copies the nodes of the persistent sid map that it changes, and ids
+    /// in time order keep a batch's new postings in the newest leaves. Two
+    /// ids of one millisecond collide with a chance of 2^-80, and a clock
+    /// set back only costs those copies again.
     pub fn generate_in_time_order(kind: SidKind) -> Sid {
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
