@@ -86,7 +86,7 @@ fn read_page(
     for seq in page_sequences {
         let raw = store
             .read_raw(seq)?
-            .ok_or_else(|| StoreError::corrupt(seq, "the streams index lists a missing event"))?;
+            .ok_or_else(|| StoreError::corrupt(seq, "the stream index lists a missing event"))?;
         items.push(event_json(&raw)?);
     }
     Ok((items, has_next))

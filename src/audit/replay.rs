@@ -1,7 +1,7 @@
 //! `subledger replay`: one sub-account's postings in log order, each with
 //! the balance after it, and the balance as of a time.
 //!
-//! It reads only the sub-account's stream, through the `streams` index.
+//! It reads only the sub-account's stream, through the stream index.
 //! Each event's hash must match its body and its `prev_hash` must be the
 //! hash of the event before it in the log, and each posting's balance must
 //! follow from the one before, so a tampered posting stops the replay. The
@@ -88,7 +88,7 @@ pub fn run(args: ReplayArgs<'_>) -> anyhow::Result<Verdict> {
 }
 
 /// Reads and checks every event of the sub-account's stream, whose
-/// sequence numbers the `streams` index lists (at least one).
+/// sequence numbers the stream index lists (at least one).
 fn read_history(
     store: &dyn EventStore,
     sid: Sid,
@@ -102,7 +102,7 @@ fn read_history(
         let version = index as u64 + 1;
         if recorded.stream != sid || recorded.version != version {
             let reason = format!(
-                "the streams index lists it as version {version} of {sid}, \
+                "the stream index lists it as version {version} of {sid}, \
                  but it is version {} of {}",
                 recorded.version, recorded.stream
             );

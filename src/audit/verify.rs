@@ -5,7 +5,7 @@
 //! every posting, and folds every event into fresh projections, whose
 //! `apply_recorded` checks every other rule. At the sequence number of
 //! each stored projection snapshot it compares the snapshot's state hash
-//! with the replayed state's. After the pass it checks that the `streams`
+//! with the replayed state's. After the pass it checks that the stream
 //! index agrees with the events and that the ledger balances sum to zero.
 //! It stops at the first break and names its sequence number.
 //!
@@ -244,7 +244,7 @@ fn check_posting(seq: u64, posting: &BalancePosted) -> Result<(), Break> {
     Ok(())
 }
 
-/// Checks that the `streams` index lists, for every stream, exactly the
+/// Checks that the stream index lists, for every stream, exactly the
 /// events that name it, in version order.
 fn check_stream_index(
     store: &dyn EventStore,
@@ -275,20 +275,20 @@ fn index_difference(stream: Sid, from_events: &[u64], indexed: &[u64]) -> Option
             (Some(event), Some(listed)) if event == listed => continue,
             (Some(event), Some(listed)) => {
                 let reason = format!(
-                    "the streams index lists event {listed} as version {version} of stream \
+                    "the stream index lists event {listed} as version {version} of stream \
                      {stream}, but event {event} is that version"
                 );
                 return Some(Break::new((*event).min(*listed), reason));
             }
             (Some(event), None) => {
                 let reason = format!(
-                    "the streams index has no entry for version {version} of stream {stream}"
+                    "the stream index has no entry for version {version} of stream {stream}"
                 );
                 (*event, reason)
             }
             (None, Some(listed)) => {
                 let reason = format!(
-                    "the streams index lists event {listed} as version {version} of stream \
+                    "the stream index lists event {listed} as version {version} of stream \
                      {stream}, which has no such version"
                 );
                 (*listed, reason)

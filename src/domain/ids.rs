@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Length of an id in text form: two prefix letters and 32 hex digits.
 pub const SID_CHARS: usize = 34;
+/// Length of an id in binary form (`Sid::to_bytes`).
+pub const SID_BYTES: usize = 18;
 
 /// The kind of resource an id names, given by its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,6 +113,22 @@ impl Sid {
         Some(Sid { kind, high: parse_hex_u64(high)?, low: parse_hex_u64(low)? })
     }
 
+    /// The binary form: the two prefix letters, then the value as 16
+    /// big-endian bytes.
+    pub fn to_bytes(self) -> [u8; SID_BYTES] {
+        let mut bytes = [0; SID_BYTES];
+        bytes[..2].copy_from_slice(self.kind.prefix().as_bytes());
+        bytes[2..].copy_from_slice(&self.value().to_be_bytes());
+        bytes
+    }
+
+    /// Reads the binary form of `to_bytes`; `None` for an unknown prefix.
+    pub fn from_bytes(bytes: &[u8; SID_BYTES]) -> Option<Sid> {
+        let kind = SidKind::from_prefix(std::str::from_utf8(&bytes[..2]).ok()?)?;
+        let value = u128::from_be_bytes(bytes[2..].try_into().ok()?);
+        Some(Sid::new(kind, value))
+    }
+
     /// Parses the text form and requires the given kind.
     pub fn parse_kind(text: &str, kind: SidKind) -> Option<Sid> {
         Sid::parse(text).filter(|sid| sid.kind == kind)
@@ -201,6 +219,17 @@ impl<'de> Deserialize<'de> for Sid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sid_round_trips_through_bytes() {
+        let sid = Sid::generate(SidKind::SipAlias);
+        let bytes = sid.to_bytes();
+        assert_eq!(&bytes[..2], b"SA");
+        assert_eq!(Sid::from_bytes(&bytes), Some(sid));
+        let mut unknown = bytes;
+        unknown[..2].copy_from_slice(b"ZZ");
+        assert_eq!(Sid::from_bytes(&unknown), None);
+    }
 
     #[test]
     fn sid_round_trips_through_text() {

@@ -1,18 +1,20 @@
 //! The sled implementation of the event log.
 //!
-//! | tree        | key                                   | value               |
-//! |-------------|---------------------------------------|---------------------|
-//! | `events`    | sequence, u64 big-endian, from 1      | stored event        |
-//! | `streams`   | stream id (34 bytes) ‖ version, u64 BE | sequence, u64 BE    |
-//! | `meta`      | name                                  | format, chain head  |
+//! | tree           | key                              | value                        |
+//! |----------------|----------------------------------|------------------------------|
+//! | `events`       | sequence, u64 big-endian, from 1 | stored event                 |
+//! | `stream_index` | first sequence, u64 BE           | the streams of a run of events |
+//! | `meta`         | name                             | format, chain head           |
 //!
 //! Projection snapshots are files beside the database (`snapshots.rs`).
 //! Earlier builds kept them in a `snapshots` tree, which the first snapshot
-//! saved as a file removes.
+//! saved as a file removes. The stream index is kept in memory and saved
+//! in runs (`stream_index.rs`). Logs of format 2 and before kept it in a
+//! `streams` tree, one row per event, which `open` converts and removes.
 //!
 //! Big-endian keys make sled's byte order the numeric order. A write
-//! inserts each event's `events` row, then its `streams` row, and last the
-//! new chain head in `meta`, as plain sled inserts. It does not use a sled
+//! inserts each event's `events` row and then the new chain head in
+//! `meta`, as plain sled inserts. It does not use a sled
 //! transaction: in sled 0.34.7 every transaction writes out sled's IO
 //! buffer twice and waits for the disk each time, which took two thirds of
 //! a write. The journal gives the atomicity instead. sled's recovery
@@ -43,7 +45,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::domain::ids::{Sid, SID_CHARS};
 use crate::store::envelope::{seal, PendingEvent, RawEvent};
@@ -55,17 +57,24 @@ use crate::store::{
 
 mod redo;
 mod snapshots;
+mod stream_index;
 #[cfg(test)]
 mod tests;
 
+use stream_index::StreamIndex;
+
 pub use snapshots::{OpenedSnapshot, SnapshotFile};
 
-/// Written under `meta/format` when a log is created or upgraded. Version 2
-/// keeps acknowledged batches in the journal until sled flushes them, so a
-/// build that reads only sled must not open it, and refuses the name.
-const FORMAT_NAME: &[u8] = b"subledger-log-v2";
+/// Written under `meta/format` when a log is created or converted. Version
+/// 3 keeps the stream index in `stream_index` rows instead of the
+/// `streams` tree, so builds that read the `streams` tree must not open
+/// it, and refuse the name.
+const FORMAT_NAME: &[u8] = b"subledger-log-v3";
+/// Version 2 kept acknowledged batches in the journal until sled flushed
+/// them, and one `streams` row per event.
+const FORMAT_NAME_V2: &[u8] = b"subledger-log-v2";
 /// The format of logs written before the journal: every batch was in sled
-/// once acknowledged, so such a log opens as version 2 without change.
+/// once acknowledged, so such a log converts as version 2 does.
 const FORMAT_NAME_V1: &[u8] = b"subledger-log-v1";
 const META_FORMAT: &str = "format";
 /// `meta/head`: the newest sequence number (u64 BE) and its hash.
@@ -73,6 +82,9 @@ const META_HEAD: &str = "head";
 
 /// The sled tree where earlier builds kept projection snapshots.
 const LEGACY_SNAPSHOT_TREE: &[u8] = b"snapshots";
+/// The sled tree where logs of format 2 and before kept the stream index.
+const LEGACY_STREAMS_TREE: &[u8] = b"streams";
+const STREAM_INDEX_TREE: &[u8] = b"stream_index";
 /// Size of sled's page cache, whose default is 1 GiB. The log is read
 /// once at start and then only appended to, so a small cache is enough:
 /// with 100,000 sub-accounts and 1,000,000 postings, 64 MiB lowered the
@@ -85,9 +97,6 @@ struct WriteState {
     written: ChainHead,
     /// The newest event made durable by a sync.
     durable: ChainHead,
-    /// Versions of the streams appended to or looked up since the store was
-    /// opened; other streams are read from the `streams` tree on demand.
-    stream_versions: HashMap<Sid, u64>,
     journal: Journal,
     /// Why the store takes no more writes: a journal write or sync failed
     /// after sled had committed a batch, so the journal no longer covers
@@ -107,15 +116,17 @@ impl WriteState {
     }
 }
 
-/// The rows of one event: its `events` key and stored value, and its
-/// `streams` key.
-type EventRows = ([u8; 8], Vec<u8>, Vec<u8>);
+/// The `events` row of one event: its key and stored value.
+type EventRow = ([u8; 8], Vec<u8>);
 
 pub struct SledStore {
     db: sled::Db,
     events: sled::Tree,
-    streams: sled::Tree,
+    index_rows: sled::Tree,
     meta: sled::Tree,
+    /// Every event in `events` up to `WriteState::written`. Only the
+    /// holder of the `write` lock changes it.
+    index: RwLock<StreamIndex>,
     path: PathBuf,
     db_file: File,
     write: Mutex<WriteState>,
@@ -138,11 +149,30 @@ fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
-fn stream_key(stream: Sid, version: u64) -> Vec<u8> {
+/// The key of an event's row in the `streams` tree of format 2.
+fn legacy_stream_key(stream: Sid, version: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(SID_CHARS + 8);
     key.extend_from_slice(stream.to_string().as_bytes());
     key.extend_from_slice(&version.to_be_bytes());
     key
+}
+
+/// Reads a row of the `streams` tree of format 2: the stream, the version
+/// and the sequence number.
+fn read_legacy_stream_row(key: &[u8], value: &[u8]) -> Result<(Sid, u64, u64), String> {
+    let stream = key
+        .get(..SID_CHARS)
+        .and_then(|text| std::str::from_utf8(text).ok())
+        .and_then(Sid::parse)
+        .ok_or("a streams key does not start with an id")?;
+    let version = key
+        .get(SID_CHARS..)
+        .filter(|version| version.len() == 8)
+        .and_then(read_u64)
+        .ok_or("a streams key does not end with a version")?;
+    let seq =
+        read_u64(value).filter(|_| value.len() == 8).ok_or("a streams value is not 8 bytes")?;
+    Ok((stream, version, seq))
 }
 
 fn read_u64(bytes: &[u8]) -> Option<u64> {
@@ -202,27 +232,40 @@ impl SledStore {
             Ok(Err(error)) => return Err(StoreError::Damaged(error.to_string())),
             Err(_) => return Err(StoreError::Damaged("sled panicked while opening".into())),
         };
-        let (events, streams, meta, head) = guard_read("the log's metadata", || {
+        let opened = guard_read("the log's metadata", || {
             let events = db.open_tree("events")?;
-            let streams = db.open_tree("streams")?;
+            let index_rows = db.open_tree(STREAM_INDEX_TREE)?;
             let meta = db.open_tree("meta")?;
+            let has_legacy_streams = db.tree_names().iter().any(|name| name == LEGACY_STREAMS_TREE);
 
-            match meta.get(META_FORMAT)? {
-                Some(format) if format.as_ref() == FORMAT_NAME => {}
-                Some(format) if format.as_ref() == FORMAT_NAME_V1 => {
-                    meta.insert(META_FORMAT, FORMAT_NAME)?;
-                    tracing::info!("upgraded the log's format from version 1 to version 2");
+            let legacy = match meta.get(META_FORMAT)? {
+                Some(format) if format.as_ref() == FORMAT_NAME => false,
+                Some(format)
+                    if format.as_ref() == FORMAT_NAME_V2 || format.as_ref() == FORMAT_NAME_V1 =>
+                {
+                    true
                 }
                 Some(_) => {
                     return Err(StoreError::Damaged("unknown log format in meta".into()));
                 }
                 None if events.is_empty() => {
                     meta.insert(META_FORMAT, FORMAT_NAME)?;
+                    false
                 }
                 None => {
                     return Err(StoreError::Damaged("events present without a format".into()));
                 }
-            }
+            };
+            // A log of format 2 always has the tree: its builds opened it
+            // at every start.
+            let legacy_streams = match (legacy, has_legacy_streams) {
+                (false, _) => None,
+                (true, true) => Some(db.open_tree(LEGACY_STREAMS_TREE)?),
+                (true, false) => {
+                    let reason = "the log is of format 2 but has no streams tree";
+                    return Err(StoreError::Damaged(reason.into()));
+                }
+            };
 
             let head = match meta.get(META_HEAD)? {
                 None => ChainHead::EMPTY,
@@ -230,33 +273,132 @@ impl SledStore {
                     StoreError::Damaged("the chain head in meta is not 40 bytes".into())
                 })?,
             };
-            Ok((events, streams, meta, head))
+            Ok((events, index_rows, meta, legacy_streams, head))
         })?;
+        let (events, index_rows, meta, legacy_streams, head) = opened;
         let db_file = File::open(path.join("db"))?;
         let (journal, recovered) = Journal::open(path, journal_bytes)?;
         let store = SledStore {
             db,
             events,
-            streams,
+            index_rows,
             meta,
+            index: RwLock::new(StreamIndex::default()),
             path: path.to_path_buf(),
             db_file,
-            write: Mutex::new(WriteState {
-                written: head,
-                durable: head,
-                stream_versions: HashMap::new(),
-                journal,
-                failure: None,
-            }),
+            write: Mutex::new(WriteState { written: head, durable: head, journal, failure: None }),
             synced_blobs: Mutex::new(HashSet::new()),
         };
-        guard_read("the events beyond the chain head", || store.remove_unfinished())?;
+        let legacy = legacy_streams.as_ref();
+        guard_read("the events beyond the chain head", || store.remove_unfinished(legacy))?;
+        guard_read("the stream index", || store.load_index(legacy))?;
         store.redo(recovered)?;
         let head = guard_read("the log's head", || Self::read_head(&store.events, &store.meta))?;
         debug_assert_eq!(head, store.state().written, "redo leaves the chain head in meta");
+        store.save_index()?;
         store.sync_files()?;
+        store.drop_legacy_streams()?;
         store.state().journal.start_generation()?;
         Ok(store)
+    }
+
+    /// Builds the stream index at open, after `remove_unfinished`. A log of
+    /// format 3 has its rows, and the events after the last row are read
+    /// from `events`. A log of format 2 has its `streams` tree, which is
+    /// converted into rows here and made durable with the new format name
+    /// before anything else is written.
+    fn load_index(&self, legacy_streams: Option<&sled::Tree>) -> StoreResult<()> {
+        let head = self.state().written;
+        let damaged = |reason: String| StoreError::Damaged(reason);
+        if let Some(legacy) = legacy_streams {
+            let rows = legacy.iter().map(|entry| {
+                let (key, value) = entry.map_err(|error| error.to_string())?;
+                read_legacy_stream_row(&key, &value)
+            });
+            *self.index_mut() = StreamIndex::from_legacy_rows(rows, head.seq)
+                .map_err(|reason| damaged(format!("the streams tree of format 2: {reason}")))?;
+            self.save_index()?;
+            self.meta.insert(META_FORMAT, FORMAT_NAME)?;
+            self.sync_files()?;
+            tracing::info!(
+                events = head.seq,
+                streams = self.index().streams(),
+                "converted the log's stream index from format 2 to format 3"
+            );
+            return Ok(());
+        }
+
+        let mut index = StreamIndex::default();
+        for entry in self.index_rows.iter() {
+            let (key, value) = entry?;
+            index.load_row(&key, &value).map_err(damaged)?;
+        }
+        if index.last_seq() > head.seq {
+            return Err(damaged(format!(
+                "the stream index names events up to {}, past the chain head {}",
+                index.last_seq(),
+                head.seq
+            )));
+        }
+        let from_rows = index.last_seq();
+        for entry in self.events.range(seq_key(from_rows + 1)..=seq_key(head.seq)) {
+            let (key, value) = entry?;
+            let seq = read_u64(&key)
+                .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
+            let recorded = RawEvent::from_stored(seq, &value)?.decode()?;
+            index.push(seq, recorded.stream, recorded.version).map_err(damaged)?;
+        }
+        if index.last_seq() != head.seq {
+            return Err(damaged(format!(
+                "the events tree ends at {} before the chain head {}",
+                index.last_seq(),
+                head.seq
+            )));
+        }
+        if head.seq > from_rows {
+            tracing::debug!(
+                from = from_rows + 1,
+                to = head.seq,
+                "indexed the events after the stream index rows"
+            );
+        }
+        *self.index_mut() = index;
+        Ok(())
+    }
+
+    fn index(&self) -> RwLockReadGuard<'_, StreamIndex> {
+        self.index.read().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn index_mut(&self) -> RwLockWriteGuard<'_, StreamIndex> {
+        self.index.write().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Inserts the stream index rows of the events not yet in one. They
+    /// follow their events in sled's order, so sled's recovery of a prefix
+    /// never keeps a row without its events.
+    fn save_index(&self) -> StoreResult<()> {
+        let rows = self.index().unsaved_rows();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for (key, value) in rows {
+            self.index_rows.insert(key, value)?;
+        }
+        self.index_mut().mark_saved();
+        Ok(())
+    }
+
+    /// Removes the `streams` tree of format 2, once the conversion is
+    /// durable.
+    fn drop_legacy_streams(&self) -> StoreResult<()> {
+        if !self.db.tree_names().iter().any(|name| name == LEGACY_STREAMS_TREE) {
+            return Ok(());
+        }
+        self.db.drop_tree(LEGACY_STREAMS_TREE)?;
+        self.sync_files()?;
+        tracing::info!("removed the streams tree of format 2");
+        Ok(())
     }
 
     fn state(&self) -> MutexGuard<'_, WriteState> {
@@ -335,31 +477,25 @@ impl SledStore {
         Ok(())
     }
 
-    fn stream_version(&self, state: &mut WriteState, stream: Sid) -> StoreResult<u64> {
-        if let Some(version) = state.stream_versions.get(&stream) {
-            return Ok(*version);
-        }
-        let prefix = stream.to_string();
-        let version = match self.streams.scan_prefix(prefix.as_bytes()).next_back() {
-            None => 0,
-            Some(entry) => {
-                let (key, _) = entry?;
-                read_u64(&key[SID_CHARS..])
-                    .ok_or_else(|| StoreError::Damaged("stream key is too short".into()))?
-            }
-        };
-        state.stream_versions.insert(stream, version);
-        Ok(version)
-    }
-
-    /// Inserts a batch's rows, each event's `events` row before its
-    /// `streams` row, then the new chain head.
-    fn commit_rows(&self, rows: &[EventRows], head: ChainHead) -> StoreResult<()> {
-        for (key, value, stream_row) in rows {
+    /// Inserts a batch's `events` rows, then the new chain head, and adds
+    /// the events to the stream index.
+    /// `streams` gives each event's sequence number, stream and version,
+    /// which the caller has checked against the index.
+    fn commit_rows(
+        &self,
+        streams: impl IntoIterator<Item = (u64, Sid, u64)>,
+        rows: &[EventRow],
+        head: ChainHead,
+    ) -> StoreResult<()> {
+        for (key, value) in rows {
             self.events.insert(&key[..], value.as_slice())?;
-            self.streams.insert(stream_row.as_slice(), &key[..])?;
         }
         self.meta.insert(META_HEAD, encode_head(head))?;
+        let mut index = self.index_mut();
+        for (seq, stream, version) in streams {
+            let added = index.push(seq, stream, version);
+            debug_assert!(added.is_ok(), "the batch was checked against the index: {added:?}");
+        }
         Ok(())
     }
 
@@ -371,15 +507,16 @@ impl SledStore {
         &self,
         state: &mut WriteState,
         events: &[PendingEvent],
-        rows: &[EventRows],
+        rows: &[EventRow],
     ) -> StoreResult<()> {
-        let entries = events.iter().zip(rows).map(|(pending, (_, value, _))| {
+        let entries = events.iter().zip(rows).map(|(pending, (_, value))| {
             (pending.seq, pending.stream, pending.version, &value[..])
         });
         let appended = state.journal.append(entries)?;
         if appended == Appended::Written {
             return Ok(());
         }
+        self.save_index()?;
         self.sync_files()?;
         state.durable = state.written;
         if appended == Appended::Full {
@@ -405,31 +542,33 @@ impl EventStore for SledStore {
         let mut batch_versions: HashMap<Sid, u64> = HashMap::new();
         let mut rows = Vec::with_capacity(events.len());
         let mut head = state.written;
-        for pending in events {
-            if pending.seq != head.seq + 1 {
-                return Err(StoreError::SequenceGap { head: head.seq, first: pending.seq });
+        {
+            let index = self.index();
+            for pending in events {
+                if pending.seq != head.seq + 1 {
+                    return Err(StoreError::SequenceGap { head: head.seq, first: pending.seq });
+                }
+                let current = match batch_versions.get(&pending.stream) {
+                    Some(version) => *version,
+                    None => index.version(pending.stream),
+                };
+                if pending.version != current + 1 {
+                    return Err(StoreError::VersionConflict {
+                        stream: pending.stream,
+                        expected: pending.version - 1,
+                        actual: current,
+                    });
+                }
+                batch_versions.insert(pending.stream, pending.version);
+                let (value, hash) = seal(pending, &head.hash);
+                rows.push((seq_key(pending.seq), value));
+                head = ChainHead { seq: pending.seq, hash };
             }
-            let current = match batch_versions.get(&pending.stream) {
-                Some(version) => *version,
-                None => self.stream_version(&mut state, pending.stream)?,
-            };
-            if pending.version != current + 1 {
-                return Err(StoreError::VersionConflict {
-                    stream: pending.stream,
-                    expected: pending.version - 1,
-                    actual: current,
-                });
-            }
-            batch_versions.insert(pending.stream, pending.version);
-            let (value, hash) = seal(pending, &head.hash);
-            let stream_row = stream_key(pending.stream, pending.version);
-            rows.push((seq_key(pending.seq), value, stream_row));
-            head = ChainHead { seq: pending.seq, hash };
         }
 
-        self.commit_rows(&rows, head)?;
+        let streams = events.iter().map(|pending| (pending.seq, pending.stream, pending.version));
+        self.commit_rows(streams, &rows, head)?;
         state.written = head;
-        state.stream_versions.extend(batch_versions);
 
         // sled now contains the batch. If the journal misses it, a later
         // journaled batch would not chain after a crash, so a failure here
@@ -497,17 +636,7 @@ impl EventStore for SledStore {
     }
 
     fn stream_sequences(&self, stream: Sid) -> StoreResult<Vec<u64>> {
-        guard_read("the streams tree", || {
-            let prefix = stream.to_string();
-            let mut sequences = Vec::new();
-            for entry in self.streams.scan_prefix(prefix.as_bytes()) {
-                let (_, value) = entry?;
-                let seq = read_u64(&value)
-                    .ok_or_else(|| StoreError::Damaged("stream value is not 8 bytes".into()))?;
-                sequences.push(seq);
-            }
-            Ok(sequences)
-        })
+        Ok(self.index().sequences(stream))
     }
 
     fn read_raw(&self, seq: u64) -> StoreResult<Option<RawEvent>> {
@@ -543,6 +672,21 @@ impl EventStore for SledStore {
     /// sled's own `size_on_disk` counts only its `db` file and blobs.
     fn size_on_disk(&self) -> u64 {
         directory_bytes(&self.path)
+    }
+}
+
+/// Saves the stream index rows of the events written since the last
+/// ones, so that the next open need not read those events. sled flushes
+/// them when its last handle is dropped, after this. A store that stopped
+/// taking writes saves nothing: its next open rebuilds what is missing.
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        if self.state().failure.is_some() {
+            return;
+        }
+        if let Err(error) = guard_read("the stream index", || self.save_index()) {
+            tracing::warn!(%error, "could not save the stream index at close; the next start reads the events instead");
+        }
     }
 }
 

@@ -8,17 +8,17 @@ use crate::store::envelope::RawEvent;
 use crate::store::journal::{JournalEvent, Recovered};
 use crate::store::{ChainHead, StoreError, StoreResult};
 
-use super::{read_u64, seq_key, stream_key, EventRows, SledStore, WriteState};
+use super::{legacy_stream_key, read_u64, seq_key, EventRow, SledStore};
 
 impl SledStore {
-    /// Removes the events past the chain head in `meta`, with their
-    /// `streams` rows. A write inserts the chain head after its events, so
+    /// Removes the events past the chain head in `meta`, and in a log of
+    /// format 2 their rows in its `streams` tree. A write inserts the chain head after its events, so
     /// such events belong to a batch whose write did not finish before a
     /// crash. If that batch was made durable, its journal record brings it
     /// back in `redo`; if not, it was never acknowledged. The events must
     /// continue the chain from the head: anything else means the log was
     /// altered, and is `Damaged`.
-    pub(super) fn remove_unfinished(&self) -> StoreResult<()> {
+    pub(super) fn remove_unfinished(&self, legacy_streams: Option<&sled::Tree>) -> StoreResult<()> {
         let head = self.state().written;
         let mut expected = head;
         let mut removed = 0u64;
@@ -34,8 +34,10 @@ impl SledStore {
                     head.seq
                 )));
             }
-            let recorded = raw.decode()?;
-            self.streams.remove(stream_key(recorded.stream, recorded.version))?;
+            if let Some(legacy_streams) = legacy_streams {
+                let recorded = raw.decode()?;
+                legacy_streams.remove(legacy_stream_key(recorded.stream, recorded.version))?;
+            }
             self.events.remove(key)?;
             expected = ChainHead { seq, hash: raw.hash };
             removed += 1;
@@ -64,31 +66,29 @@ impl SledStore {
         let mut redone_batches = 0;
         for record in &recovered.records {
             let mut batch_versions: HashMap<Sid, u64> = HashMap::new();
-            let mut rows: Vec<EventRows> = Vec::new();
+            let mut streams: Vec<(u64, Sid, u64)> = Vec::new();
+            let mut rows: Vec<EventRow> = Vec::new();
             let mut head = state.written;
             for event in record.iter().filter(|event| event.seq > sled_head.seq) {
-                head = self.check_redo(&mut state, &mut batch_versions, head, event).map_err(
-                    |reason| {
-                        StoreError::Damaged(format!(
-                            "journal generation {} contains event {}, which {reason}. The journal \
+                head = self.check_redo(&mut batch_versions, head, event).map_err(|reason| {
+                    StoreError::Damaged(format!(
+                        "journal generation {} contains event {}, which {reason}. The journal \
                              files do not belong to this log, or sled lost events it had made \
                              durable. Restore the data directory from a backup",
-                            recovered.generation, event.seq
-                        ))
-                    },
-                )?;
-                let stream_row = stream_key(event.stream, event.version);
-                rows.push((seq_key(event.seq), event.value.clone(), stream_row));
+                        recovered.generation, event.seq
+                    ))
+                })?;
+                streams.push((event.seq, event.stream, event.version));
+                rows.push((seq_key(event.seq), event.value.clone()));
             }
             if rows.is_empty() {
                 continue;
             }
-            self.commit_rows(&rows, head)?;
+            self.commit_rows(streams, &rows, head)?;
             redone_events += rows.len();
             redone_batches += 1;
             state.written = head;
             state.durable = head;
-            state.stream_versions.extend(batch_versions);
         }
 
         if redone_events > 0 {
@@ -110,7 +110,6 @@ impl SledStore {
     /// returns the head it leads to, or why it does not continue it.
     fn check_redo(
         &self,
-        state: &mut WriteState,
         batch_versions: &mut HashMap<Sid, u64>,
         head: ChainHead,
         event: &JournalEvent,
@@ -147,7 +146,7 @@ impl SledStore {
         }
         let current = match batch_versions.get(&event.stream) {
             Some(version) => *version,
-            None => self.stream_version(state, event.stream).map_err(|error| error.to_string())?,
+            None => self.index().version(event.stream),
         };
         if event.version != current + 1 {
             return Err(format!(

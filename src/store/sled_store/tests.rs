@@ -332,8 +332,6 @@ fn sled_rows_only(store: &SledStore, events: &[PendingEvent], prev_hash: [u8; 32
     for pending in events {
         let (value, next) = seal(pending, &hash);
         store.events.insert(seq_key(pending.seq), value).expect("insert the event");
-        let stream_row = stream_key(pending.stream, pending.version);
-        store.streams.insert(stream_row, &seq_key(pending.seq)[..]).expect("insert the row");
         hash = next;
     }
 }
@@ -420,17 +418,138 @@ fn altered_journal_header_damaged() {
     assert!(message.contains("invalid header"), "the message says why: {message}");
 }
 
+/// Turns a log of the current format into one of `format`, which keeps
+/// one `streams` row per event instead of the stream index rows.
+fn make_legacy(store: &SledStore, format: &[u8]) {
+    let legacy = store.db.open_tree(LEGACY_STREAMS_TREE).expect("open the streams tree");
+    for raw in store.read_raw_from(1) {
+        let raw = raw.expect("read an event");
+        let recorded = raw.decode().expect("decode an event");
+        let key = legacy_stream_key(recorded.stream, recorded.version);
+        legacy.insert(key, &seq_key(raw.seq)[..]).expect("insert a streams row");
+    }
+    store.index_rows.clear().expect("clear the stream index rows");
+    store.index_mut().mark_saved();
+    store.meta.insert(META_FORMAT, format).expect("mark the format");
+}
+
+/// Appends events on two interleaved streams, in batches of three, and
+/// returns the two streams and the new head.
+fn append_two_streams(store: &SledStore, batches: usize) -> (Source, Source, ChainHead) {
+    let mut first = Source::new();
+    let mut second = Source::new();
+    let mut head = store.head();
+    for _ in 0..batches {
+        let mut batch = Vec::new();
+        for use_first in [true, false, true] {
+            let source = if use_first { &mut first } else { &mut second };
+            source.next_seq = head.seq + batch.len() as u64 + 1;
+            batch.push(source.next());
+        }
+        head = store.append(&batch).expect("append");
+    }
+    (first, second, head)
+}
+
 #[test]
-fn version_one_log_upgraded() {
+fn earlier_formats_converted() {
+    for format in [FORMAT_NAME_V1, FORMAT_NAME_V2] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SledStore::open(dir.path()).expect("open");
+        let (first, second, head) = append_two_streams(&store, 4);
+        let first_sequences = store.stream_sequences(first.stream).expect("stream");
+        assert_eq!(first_sequences, vec![1, 3, 4, 6, 7, 9, 10, 12]);
+        make_legacy(&store, format);
+
+        let store = reopen(store, dir.path()).expect("reopen a log of an earlier format");
+        assert_eq!(store.head(), head, "head kept");
+        let format = store.meta.get(META_FORMAT).expect("read the format").expect("a format");
+        assert_eq!(format.as_ref(), FORMAT_NAME, "the format is version 3");
+        let names = store.db.tree_names();
+        assert!(!names.iter().any(|name| name == LEGACY_STREAMS_TREE), "streams tree dropped");
+        assert_eq!(store.index_rows.len(), 1, "the converted index is saved");
+        assert_eq!(store.stream_sequences(first.stream).expect("stream"), first_sequences);
+        assert_eq!(store.stream_sequences(second.stream).expect("stream"), vec![2, 5, 8, 11]);
+
+        let store = reopen(store, dir.path()).expect("reopen the converted log");
+        assert_eq!(store.stream_sequences(first.stream).expect("stream"), first_sequences);
+    }
+}
+
+#[test]
+fn incomplete_streams_tree_damaged() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SledStore::open(dir.path()).expect("open");
-    let head = store.append(&Source::new().batch(2)).expect("append");
-    store.meta.insert(META_FORMAT, FORMAT_NAME_V1).expect("mark the log as version 1");
+    let (first, _, _) = append_two_streams(&store, 2);
+    make_legacy(&store, FORMAT_NAME_V2);
+    let legacy = store.db.open_tree(LEGACY_STREAMS_TREE).expect("open the streams tree");
+    legacy.remove(legacy_stream_key(first.stream, 2)).expect("remove a row");
+    drop(legacy);
 
-    let store = reopen(store, dir.path()).expect("reopen a version 1 log");
-    assert_eq!(store.head(), head, "head kept");
-    let format = store.meta.get(META_FORMAT).expect("read the format").expect("a format");
-    assert_eq!(format.as_ref(), FORMAT_NAME, "the format is version 2");
+    let message = damage_message(reopen(store, dir.path()));
+    assert!(message.contains("streams tree of format 2"), "the message says why: {message}");
+}
+
+#[test]
+fn stream_index_rebuilt_from_events() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open_with_journal(dir.path(), SMALL_JOURNAL_BYTES).expect("open");
+    let (first, second, head) = append_two_streams(&store, 20);
+    assert!(store.index_rows.len() > 1, "switching journal files saved rows");
+    let first_sequences = store.stream_sequences(first.stream).expect("stream");
+    let second_sequences = store.stream_sequences(second.stream).expect("stream");
+    assert_eq!(first_sequences.len() + second_sequences.len(), 60);
+
+    // Rows saved while the store ran and at its close.
+    let store = reopen(store, dir.path()).expect("reopen");
+    assert_eq!(store.stream_sequences(first.stream).expect("stream"), first_sequences);
+
+    // Without the newest row, open reads those events instead.
+    let (last_key, _) = store.index_rows.last().expect("read").expect("a row");
+    store.index_rows.remove(last_key).expect("remove the newest row");
+    let store = reopen(store, dir.path()).expect("reopen without the newest row");
+    assert_eq!(store.head(), head);
+    assert_eq!(store.stream_sequences(first.stream).expect("stream"), first_sequences);
+    assert_eq!(store.stream_sequences(second.stream).expect("stream"), second_sequences);
+    let mut next = Source { stream: second.stream, next_seq: head.seq + 1, next_version: 21 };
+    store.append(&next.batch(1)).expect("the next version of the stream");
+}
+
+#[test]
+fn damaged_stream_index_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    append_two_streams(&store, 2);
+    let store = reopen(store, dir.path()).expect("reopen");
+    let (key, value) = store.index_rows.last().expect("read").expect("a row");
+    let mut flipped = value.to_vec();
+    flipped[6] ^= 0x40;
+    store.index_rows.insert(key, flipped).expect("damage the row");
+
+    let message = damage_message(reopen(store, dir.path()));
+    assert!(message.contains("stream index row"), "the message says why: {message}");
+}
+
+#[test]
+fn stream_index_past_head_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let (_, _, head) = append_two_streams(&store, 2);
+    let stray = Source::new();
+    let mut index = StreamIndex::default();
+    let mut position = 0;
+    while index.last_seq() < head.seq + 1 {
+        position += 1;
+        index.push(position, stray.stream, position).expect("push");
+    }
+    store.index_rows.clear().expect("clear the rows");
+    for (key, value) in index.unsaved_rows() {
+        store.index_rows.insert(key, value).expect("insert a row");
+    }
+    store.index_mut().mark_saved();
+
+    let message = damage_message(reopen(store, dir.path()));
+    assert!(message.contains("past the chain head"), "the message says why: {message}");
 }
 
 #[test]

@@ -1,0 +1,295 @@
+//! The stream index: each stream's sequence numbers in version order.
+//!
+//! Every event belongs to exactly one stream, so the index is the stream
+//! of each sequence number, grouped by stream. It is kept in memory. sled
+//! holds it in the `stream_index` tree as rows, each naming the stream of
+//! every event in a run of consecutive sequence numbers:
+//!
+//! | key                         | value                                          |
+//! |-----------------------------|------------------------------------------------|
+//! | first sequence, u64 BE      | format byte, count (u32 BE), `count` sids in binary form, CRC-32 (u32 BE) of all before it |
+//!
+//! The store writes rows only when it makes sled durable: at open and when
+//! the journal switches files, about every 16 MiB of events. So an event
+//! costs one sled insert, its `events` row, instead of two. At open the
+//! rows are read back and the events after the last row, at most one
+//! journal file's worth, are decoded to complete the index.
+
+use std::collections::HashMap;
+
+use crate::domain::ids::{Sid, SID_BYTES};
+
+/// The first byte of every row.
+const ROW_FORMAT: u8 = 1;
+/// The most events one row names, so that no row grows beyond about
+/// 1.2 MB.
+const ROW_EVENTS: usize = 65_536;
+const ROW_HEADER: usize = 1 + 4;
+const ROW_CHECKSUM: usize = 4;
+
+#[derive(Default)]
+pub(super) struct StreamIndex {
+    /// Each stream's sequence numbers; version `v` is at position `v - 1`.
+    streams: HashMap<Sid, Vec<u64>>,
+    /// The newest sequence number in the index.
+    last_seq: u64,
+    /// The newest sequence number in a row in sled.
+    saved_seq: u64,
+    /// The streams of the events after `saved_seq`, in sequence order.
+    unsaved: Vec<Sid>,
+}
+
+impl StreamIndex {
+    /// The newest version of `stream`, 0 for a stream without events.
+    pub fn version(&self, stream: Sid) -> u64 {
+        self.streams.get(&stream).map_or(0, |sequences| sequences.len() as u64)
+    }
+
+    pub fn sequences(&self, stream: Sid) -> Vec<u64> {
+        self.streams.get(&stream).cloned().unwrap_or_default()
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Adds the next event, or says why it does not come next.
+    pub fn push(&mut self, seq: u64, stream: Sid, version: u64) -> Result<(), String> {
+        self.add(seq, stream, version)?;
+        self.unsaved.push(stream);
+        Ok(())
+    }
+
+    fn add(&mut self, seq: u64, stream: Sid, version: u64) -> Result<(), String> {
+        if seq != self.last_seq + 1 {
+            return Err(format!("event {seq} follows event {} in the index", self.last_seq));
+        }
+        let sequences = self.streams.entry(stream).or_default();
+        if version != sequences.len() as u64 + 1 {
+            return Err(format!(
+                "event {seq} is version {version} of stream {stream}, which is at version {}",
+                sequences.len()
+            ));
+        }
+        sequences.push(seq);
+        self.last_seq = seq;
+        Ok(())
+    }
+
+    /// Encodes the events not yet in a row as rows, keyed by their first
+    /// sequence number.
+    pub fn unsaved_rows(&self) -> Vec<([u8; 8], Vec<u8>)> {
+        let mut first = self.saved_seq + 1;
+        let mut rows = Vec::new();
+        for streams in self.unsaved.chunks(ROW_EVENTS) {
+            let mut value = Vec::with_capacity(ROW_HEADER + streams.len() * SID_BYTES + 4);
+            value.push(ROW_FORMAT);
+            let count = u32::try_from(streams.len()).expect("a row names at most 65,536 events");
+            value.extend_from_slice(&count.to_be_bytes());
+            for stream in streams {
+                value.extend_from_slice(&stream.to_bytes());
+            }
+            let checksum = crc32fast::hash(&value);
+            value.extend_from_slice(&checksum.to_be_bytes());
+            rows.push((first.to_be_bytes(), value));
+            first += streams.len() as u64;
+        }
+        rows
+    }
+
+    /// Records that `unsaved_rows` are in sled now.
+    pub fn mark_saved(&mut self) {
+        self.saved_seq = self.last_seq;
+        self.unsaved = Vec::new();
+    }
+
+    /// Adds the events of a row read from sled, which must come right
+    /// after the rows read before it.
+    pub fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        let first = <[u8; 8]>::try_from(key)
+            .map(u64::from_be_bytes)
+            .map_err(|_| "a stream index key is not 8 bytes".to_string())?;
+        if first != self.last_seq + 1 {
+            return Err(format!(
+                "the stream index row for events from {first} does not follow event {}",
+                self.last_seq
+            ));
+        }
+        let streams = decode_row(value)
+            .ok_or_else(|| format!("the stream index row for events from {first} is damaged"))?;
+        for (seq, stream) in (first..).zip(streams) {
+            let stream = stream.ok_or_else(|| {
+                format!("the stream index row for events from {first} names an unknown stream")
+            })?;
+            let sequences = self.streams.entry(stream).or_default();
+            sequences.push(seq);
+            self.last_seq = seq;
+        }
+        self.saved_seq = self.last_seq;
+        Ok(())
+    }
+
+    /// Builds the index of a log of an earlier format, whose `streams` tree
+    /// held one row per event: stream id in text form and version (u64 BE)
+    /// as the key, sequence number (u64 BE) as the value. The rows must
+    /// name every event up to `head` once, and each stream's versions from
+    /// 1 without a gap. Every event counts as unsaved.
+    pub fn from_legacy_rows(
+        rows: impl Iterator<Item = Result<(Sid, u64, u64), String>>,
+        head: u64,
+    ) -> Result<StreamIndex, String> {
+        let length = usize::try_from(head).map_err(|_| "the log is too long".to_string())?;
+        let mut by_seq: Vec<Option<Sid>> = vec![None; length];
+        let mut streams: HashMap<Sid, Vec<u64>> = HashMap::new();
+        for row in rows {
+            let (stream, version, seq) = row?;
+            let sequences = streams.entry(stream).or_default();
+            if version != sequences.len() as u64 + 1 {
+                return Err(format!("version {version} of stream {stream} follows a gap"));
+            }
+            let slot = usize::try_from(seq)
+                .ok()
+                .and_then(|seq| seq.checked_sub(1))
+                .and_then(|position| by_seq.get_mut(position))
+                .ok_or_else(|| format!("stream {stream} lists event {seq}, past the head"))?;
+            if slot.replace(stream).is_some() {
+                return Err(format!("event {seq} is listed twice"));
+            }
+            sequences.push(seq);
+        }
+        let unsaved = by_seq
+            .into_iter()
+            .enumerate()
+            .map(|(position, stream)| stream.ok_or(position + 1))
+            .collect::<Result<Vec<Sid>, usize>>()
+            .map_err(|seq| format!("no stream lists event {seq}"))?;
+        for sequences in streams.values() {
+            if sequences.windows(2).any(|pair| pair[0] >= pair[1]) {
+                return Err("a stream's versions are not in sequence order".into());
+            }
+        }
+        Ok(StreamIndex { streams, last_seq: head, saved_seq: 0, unsaved })
+    }
+}
+
+/// The streams a row names, `None` for each unknown one; `None` for a
+/// row that is truncated, of another format, or fails its checksum.
+fn decode_row(value: &[u8]) -> Option<impl Iterator<Item = Option<Sid>> + '_> {
+    let (body, checksum) = value.split_last_chunk::<ROW_CHECKSUM>()?;
+    if crc32fast::hash(body) != u32::from_be_bytes(*checksum) {
+        return None;
+    }
+    let (header, sids) = body.split_first_chunk::<ROW_HEADER>()?;
+    let count = u32::from_be_bytes(header[1..].try_into().ok()?) as usize;
+    if header[0] != ROW_FORMAT || sids.len() != count.checked_mul(SID_BYTES)? {
+        return None;
+    }
+    let sids = sids.chunks_exact(SID_BYTES);
+    Some(sids.map(|bytes| Sid::from_bytes(bytes.try_into().expect("chunks of SID_BYTES"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::SidKind;
+
+    fn filled(streams: &[Sid]) -> StreamIndex {
+        let mut index = StreamIndex::default();
+        let mut versions: HashMap<Sid, u64> = HashMap::new();
+        for (seq, stream) in (1..).zip(streams) {
+            let version = versions.entry(*stream).or_default();
+            *version += 1;
+            index.push(seq, *stream, *version).expect("next event");
+        }
+        index
+    }
+
+    #[test]
+    fn rows_round_trip() {
+        let a = Sid::generate(SidKind::Account);
+        let b = Sid::generate(SidKind::SipAccount);
+        let mut index = filled(&[a, b, a, a, b]);
+        let rows = index.unsaved_rows();
+        assert_eq!(rows.len(), 1);
+        index.mark_saved();
+        assert!(index.unsaved_rows().is_empty(), "nothing unsaved after mark_saved");
+
+        let mut loaded = StreamIndex::default();
+        for (key, value) in &rows {
+            loaded.load_row(key, value).expect("load the row");
+        }
+        assert_eq!(loaded.sequences(a), vec![1, 3, 4]);
+        assert_eq!(loaded.sequences(b), vec![2, 5]);
+        assert_eq!(loaded.version(a), 3);
+        assert_eq!(loaded.last_seq(), 5);
+        loaded.push(6, b, 3).expect("the next event after the rows");
+        let more = loaded.unsaved_rows();
+        assert_eq!(more.len(), 1);
+        assert_eq!(u64::from_be_bytes(more[0].0), 6, "the new row starts after the loaded ones");
+    }
+
+    #[test]
+    fn long_runs_split_into_rows() {
+        let stream = Sid::generate(SidKind::Account);
+        let index = filled(&vec![stream; ROW_EVENTS + 3]);
+        let rows = index.unsaved_rows();
+        let firsts: Vec<u64> = rows.iter().map(|(key, _)| u64::from_be_bytes(*key)).collect();
+        assert_eq!(firsts, vec![1, ROW_EVENTS as u64 + 1]);
+        let mut loaded = StreamIndex::default();
+        for (key, value) in &rows {
+            loaded.load_row(key, value).expect("load the row");
+        }
+        assert_eq!(loaded.version(stream), ROW_EVENTS as u64 + 3);
+    }
+
+    #[test]
+    fn out_of_order_events_refused() {
+        let stream = Sid::generate(SidKind::Account);
+        let mut index = filled(&[stream]);
+        assert!(index.push(3, stream, 2).is_err(), "a sequence gap");
+        assert!(index.push(2, stream, 3).is_err(), "a version gap");
+        assert!(index.push(2, stream, 1).is_err(), "a version again");
+        index.push(2, stream, 2).expect("the next event");
+    }
+
+    #[test]
+    fn damaged_rows_refused() {
+        let stream = Sid::generate(SidKind::Account);
+        let rows = filled(&[stream, stream]).unsaved_rows();
+        let (key, value) = &rows[0];
+
+        let mut flipped = value.clone();
+        flipped[7] ^= 1;
+        assert!(StreamIndex::default().load_row(key, &flipped).is_err(), "a flipped bit");
+        let short = &value[..value.len() - 1];
+        assert!(StreamIndex::default().load_row(key, short).is_err(), "a truncated row");
+        let later = 2u64.to_be_bytes();
+        assert!(StreamIndex::default().load_row(&later, value).is_err(), "a row after a gap");
+        assert!(StreamIndex::default().load_row(&key[..7], value).is_err(), "a short key");
+    }
+
+    #[test]
+    fn legacy_rows_build_the_index() {
+        let a = Sid::generate(SidKind::Account);
+        let b = Sid::generate(SidKind::Developer);
+        let rows = [(a, 1, 2), (a, 2, 3), (b, 1, 1)].map(Ok);
+        let index = StreamIndex::from_legacy_rows(rows.into_iter(), 3).expect("build");
+        assert_eq!(index.sequences(a), vec![2, 3]);
+        assert_eq!(index.sequences(b), vec![1]);
+        assert_eq!(index.unsaved_rows().len(), 1, "every event is unsaved");
+
+        let missing = [(a, 1, 2), (b, 1, 1)].map(Ok);
+        let error = StreamIndex::from_legacy_rows(missing.into_iter(), 3).err();
+        assert_eq!(error.as_deref(), Some("no stream lists event 3"));
+        let gap = [(a, 1, 1), (a, 3, 2)].map(Ok);
+        assert!(StreamIndex::from_legacy_rows(gap.into_iter(), 2).is_err(), "a version gap");
+        let twice = [(a, 1, 1), (b, 1, 1)].map(Ok);
+        assert!(StreamIndex::from_legacy_rows(twice.into_iter(), 1).is_err(), "an event twice");
+        let past = [(a, 1, 2)].map(Ok);
+        assert!(StreamIndex::from_legacy_rows(past.into_iter(), 1).is_err(), "past the head");
+    }
+}
