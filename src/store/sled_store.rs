@@ -47,7 +47,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::domain::ids::{Sid, SID_CHARS};
+use crate::domain::ids::Sid;
 use crate::store::envelope::{seal, PendingEvent, RawEvent};
 use crate::store::journal::{Appended, Journal, JOURNAL_BYTES};
 use crate::store::{
@@ -132,6 +132,8 @@ pub struct SledStore {
     write: Mutex<WriteState>,
     /// Blob files already synced by `sync_new_blobs`.
     synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
+    /// Whether `open` finished; a store whose open failed saves nothing.
+    opened: bool,
 }
 
 /// Returns whether another process holds the lock on sled's database
@@ -147,32 +149,6 @@ fn is_locked(db_file: &Path) -> bool {
 
 fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
-}
-
-/// The key of an event's row in the `streams` tree of format 2.
-fn legacy_stream_key(stream: Sid, version: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(SID_CHARS + 8);
-    key.extend_from_slice(stream.to_string().as_bytes());
-    key.extend_from_slice(&version.to_be_bytes());
-    key
-}
-
-/// Reads a row of the `streams` tree of format 2: the stream, the version
-/// and the sequence number.
-fn read_legacy_stream_row(key: &[u8], value: &[u8]) -> Result<(Sid, u64, u64), String> {
-    let stream = key
-        .get(..SID_CHARS)
-        .and_then(|text| std::str::from_utf8(text).ok())
-        .and_then(Sid::parse)
-        .ok_or("a streams key does not start with an id")?;
-    let version = key
-        .get(SID_CHARS..)
-        .filter(|version| version.len() == 8)
-        .and_then(read_u64)
-        .ok_or("a streams key does not end with a version")?;
-    let seq =
-        read_u64(value).filter(|_| value.len() == 8).ok_or("a streams value is not 8 bytes")?;
-    Ok((stream, version, seq))
 }
 
 fn read_u64(bytes: &[u8]) -> Option<u64> {
@@ -236,8 +212,6 @@ impl SledStore {
             let events = db.open_tree("events")?;
             let index_rows = db.open_tree(STREAM_INDEX_TREE)?;
             let meta = db.open_tree("meta")?;
-            let has_legacy_streams = db.tree_names().iter().any(|name| name == LEGACY_STREAMS_TREE);
-
             let legacy = match meta.get(META_FORMAT)? {
                 Some(format) if format.as_ref() == FORMAT_NAME => false,
                 Some(format)
@@ -256,29 +230,18 @@ impl SledStore {
                     return Err(StoreError::Damaged("events present without a format".into()));
                 }
             };
-            // A log of format 2 always has the tree: its builds opened it
-            // at every start.
-            let legacy_streams = match (legacy, has_legacy_streams) {
-                (false, _) => None,
-                (true, true) => Some(db.open_tree(LEGACY_STREAMS_TREE)?),
-                (true, false) => {
-                    let reason = "the log is of format 2 but has no streams tree";
-                    return Err(StoreError::Damaged(reason.into()));
-                }
-            };
-
             let head = match meta.get(META_HEAD)? {
                 None => ChainHead::EMPTY,
                 Some(value) => decode_head(&value).ok_or_else(|| {
                     StoreError::Damaged("the chain head in meta is not 40 bytes".into())
                 })?,
             };
-            Ok((events, index_rows, meta, legacy_streams, head))
+            Ok((events, index_rows, meta, legacy, head))
         })?;
-        let (events, index_rows, meta, legacy_streams, head) = opened;
+        let (events, index_rows, meta, legacy, head) = opened;
         let db_file = File::open(path.join("db"))?;
         let (journal, recovered) = Journal::open(path, journal_bytes)?;
-        let store = SledStore {
+        let mut store = SledStore {
             db,
             events,
             index_rows,
@@ -288,78 +251,93 @@ impl SledStore {
             db_file,
             write: Mutex::new(WriteState { written: head, durable: head, journal, failure: None }),
             synced_blobs: Mutex::new(HashSet::new()),
+            opened: false,
         };
-        let legacy = legacy_streams.as_ref();
-        guard_read("the events beyond the chain head", || store.remove_unfinished(legacy))?;
-        guard_read("the stream index", || store.load_index(legacy))?;
+        guard_read("the events beyond the chain head", || store.remove_unfinished())?;
+        guard_read("the stream index", || store.load_index())?;
         store.redo(recovered)?;
         let head = guard_read("the log's head", || Self::read_head(&store.events, &store.meta))?;
         debug_assert_eq!(head, store.state().written, "redo leaves the chain head in meta");
         store.save_index()?;
+        if legacy {
+            store.meta.insert(META_FORMAT, FORMAT_NAME)?;
+        }
         store.sync_files()?;
+        if legacy {
+            tracing::info!(events = head.seq, "converted the log from format 2 to format 3");
+        }
         store.drop_legacy_streams()?;
         store.state().journal.start_generation()?;
+        store.opened = true;
         Ok(store)
     }
 
-    /// Builds the stream index at open, after `remove_unfinished`. A log of
-    /// format 3 has its rows, and the events after the last row are read
-    /// from `events`. A log of format 2 has its `streams` tree, which is
-    /// converted into rows here and made durable with the new format name
-    /// before anything else is written.
-    fn load_index(&self, legacy_streams: Option<&sled::Tree>) -> StoreResult<()> {
+    /// Builds the stream index at open, after `remove_unfinished`, from
+    /// the saved rows and the events after the last row. The rows only
+    /// save reading events: rows that fail their checks are dropped with a
+    /// warning, and every event is read instead. A log of format 2 has no
+    /// rows yet, so its first open with this build reads every event.
+    fn load_index(&self) -> StoreResult<()> {
         let head = self.state().written;
         let damaged = |reason: String| StoreError::Damaged(reason);
-        if let Some(legacy) = legacy_streams {
-            let rows = legacy.iter().map(|entry| {
-                let (key, value) = entry.map_err(|error| error.to_string())?;
-                read_legacy_stream_row(&key, &value)
-            });
-            *self.index_mut() = StreamIndex::from_legacy_rows(rows, head.seq)
-                .map_err(|reason| damaged(format!("the streams tree of format 2: {reason}")))?;
-            self.save_index()?;
-            self.meta.insert(META_FORMAT, FORMAT_NAME)?;
-            self.sync_files()?;
-            tracing::info!(
-                events = head.seq,
-                streams = self.index().streams(),
-                "converted the log's stream index from format 2 to format 3"
-            );
-            return Ok(());
-        }
-
-        let mut index = StreamIndex::default();
-        for entry in self.index_rows.iter() {
-            let (key, value) = entry?;
-            index.load_row(&key, &value).map_err(damaged)?;
-        }
-        if index.last_seq() > head.seq {
+        // Checked first, so that a damaged head in `meta` is reported as
+        // such rather than as events missing from the index.
+        let last_event = match self.events.last()? {
+            None => 0,
+            Some((key, _)) => read_u64(&key)
+                .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?,
+        };
+        if last_event != head.seq {
             return Err(damaged(format!(
-                "the stream index names events up to {}, past the chain head {}",
-                index.last_seq(),
+                "the chain head in meta names event {}, but the events tree ends at event \
+                 {last_event}. The data directory was altered; restore it from a backup",
                 head.seq
             )));
         }
+
+        let mut index = StreamIndex::default();
+        let mut unusable = None;
+        for entry in self.index_rows.iter() {
+            let (key, value) = entry?;
+            if let Err(reason) = index.load_row(&key, &value) {
+                unusable = Some(reason);
+                break;
+            }
+        }
+        if unusable.is_none() && index.last_seq() > head.seq {
+            unusable = Some(format!(
+                "the stream index names events up to {}, past the chain head {}",
+                index.last_seq(),
+                head.seq
+            ));
+        }
+        if let Some(reason) = unusable {
+            tracing::warn!(
+                %reason,
+                "dropped the saved stream index; it is rebuilt from the events, which takes \
+                 longer than a start from the saved rows"
+            );
+            self.index_rows.clear()?;
+            index = StreamIndex::default();
+        }
+
         let from_rows = index.last_seq();
+        let started = std::time::Instant::now();
         for entry in self.events.range(seq_key(from_rows + 1)..=seq_key(head.seq)) {
             let (key, value) = entry?;
             let seq = read_u64(&key)
                 .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
             let recorded = RawEvent::from_stored(seq, &value)?.decode()?;
-            index.push(seq, recorded.stream, recorded.version).map_err(damaged)?;
-        }
-        if index.last_seq() != head.seq {
-            return Err(damaged(format!(
-                "the events tree ends at {} before the chain head {}",
-                index.last_seq(),
-                head.seq
-            )));
+            index.push(seq, recorded.stream, recorded.version).map_err(|reason| {
+                damaged(format!("{reason}. Restore the data directory from a backup"))
+            })?;
         }
         if head.seq > from_rows {
-            tracing::debug!(
+            tracing::info!(
                 from = from_rows + 1,
                 to = head.seq,
-                "indexed the events after the stream index rows"
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "read the events that the saved stream index does not cover"
             );
         }
         *self.index_mut() = index;
@@ -389,8 +367,8 @@ impl SledStore {
         Ok(())
     }
 
-    /// Removes the `streams` tree of format 2, once the conversion is
-    /// durable.
+    /// Removes the `streams` tree of format 2 once format 3 is durable.
+    /// A crash before that leaves the tree, and the next open removes it.
     fn drop_legacy_streams(&self) -> StoreResult<()> {
         if !self.db.tree_names().iter().any(|name| name == LEGACY_STREAMS_TREE) {
             return Ok(());
@@ -567,7 +545,12 @@ impl EventStore for SledStore {
         }
 
         let streams = events.iter().map(|pending| (pending.seq, pending.stream, pending.version));
-        self.commit_rows(streams, &rows, head)?;
+        // A failed insert may leave part of the batch in sled, past the
+        // chain head; the next open removes it.
+        if let Err(error) = self.commit_rows(streams, &rows, head) {
+            state.failure = Some(format!("a sled insert failed: {error}"));
+            return Err(error);
+        }
         state.written = head;
 
         // sled now contains the batch. If the journal misses it, a later
@@ -681,7 +664,7 @@ impl EventStore for SledStore {
 /// taking writes saves nothing: its next open rebuilds what is missing.
 impl Drop for SledStore {
     fn drop(&mut self) {
-        if self.state().failure.is_some() {
+        if !self.opened || self.state().failure.is_some() {
             return;
         }
         if let Err(error) = guard_read("the stream index", || self.save_index()) {

@@ -8,45 +8,53 @@ use crate::store::envelope::RawEvent;
 use crate::store::journal::{JournalEvent, Recovered};
 use crate::store::{ChainHead, StoreError, StoreResult};
 
-use super::{legacy_stream_key, read_u64, seq_key, EventRow, SledStore};
+use super::{read_u64, seq_key, EventRow, SledStore};
 
 impl SledStore {
-    /// Removes the events past the chain head in `meta`, and in a log of
-    /// format 2 their rows in its `streams` tree. A write inserts the chain head after its events, so
-    /// such events belong to a batch whose write did not finish before a
-    /// crash. If that batch was made durable, its journal record brings it
-    /// back in `redo`; if not, it was never acknowledged. The events must
-    /// continue the chain from the head: anything else means the log was
-    /// altered, and is `Damaged`.
-    pub(super) fn remove_unfinished(&self, legacy_streams: Option<&sled::Tree>) -> StoreResult<()> {
+    /// Removes the events past the chain head in `meta`. A write inserts
+    /// the chain head after its events, so such events belong to a batch
+    /// whose write did not finish before a crash. If that batch was made
+    /// durable, its journal record brings it back in `redo`; if not, it was
+    /// never acknowledged. The events must chain from one to the next, and
+    /// the first from the head when it directly follows it: anything else
+    /// means the log was altered, and is `Damaged`.
+    ///
+    /// They are removed newest first. sled keeps a prefix of the removals
+    /// after a crash, so an interrupted removal leaves a run that still
+    /// starts right after the head. Builds before this one removed oldest
+    /// first, so a run may also start later, and is removed all the same.
+    pub(super) fn remove_unfinished(&self) -> StoreResult<()> {
         let head = self.state().written;
-        let mut expected = head;
-        let mut removed = 0u64;
+        let mut previous: Option<ChainHead> = None;
+        let mut unfinished = Vec::new();
         for entry in self.events.range(seq_key(head.seq + 1)..) {
             let (key, value) = entry?;
             let seq = read_u64(&key)
                 .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
             let raw = RawEvent::from_stored(seq, &value)?;
-            if seq != expected.seq + 1 || raw.prev_hash != expected.hash || !raw.hash_is_valid() {
+            let chains = match previous {
+                None if seq == head.seq + 1 => raw.prev_hash == head.hash,
+                None => true,
+                Some(previous) => seq == previous.seq + 1 && raw.prev_hash == previous.hash,
+            };
+            if !chains || !raw.hash_is_valid() {
                 return Err(StoreError::Damaged(format!(
                     "event {seq} lies past the chain head {} in meta but does not continue the \
                      chain from it. The data directory was altered; restore it from a backup",
                     head.seq
                 )));
             }
-            if let Some(legacy_streams) = legacy_streams {
-                let recorded = raw.decode()?;
-                legacy_streams.remove(legacy_stream_key(recorded.stream, recorded.version))?;
-            }
-            self.events.remove(key)?;
-            expected = ChainHead { seq, hash: raw.hash };
-            removed += 1;
+            unfinished.push((key, seq));
+            previous = Some(ChainHead { seq, hash: raw.hash });
         }
-        if removed > 0 {
+        for (key, _) in unfinished.iter().rev() {
+            self.events.remove(key)?;
+        }
+        if let (Some((_, first)), Some(last)) = (unfinished.first(), previous) {
             tracing::info!(
-                events = removed,
-                from = head.seq + 1,
-                to = expected.seq,
+                events = unfinished.len(),
+                from = first,
+                to = last.seq,
                 "removed the events of a write that a crash interrupted"
             );
         }

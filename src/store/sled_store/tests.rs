@@ -418,6 +418,14 @@ fn altered_journal_header_damaged() {
     assert!(message.contains("invalid header"), "the message says why: {message}");
 }
 
+/// The key of an event's row in the `streams` tree of format 2: the
+/// stream id in text form, then the version (u64 BE).
+fn legacy_stream_key(stream: Sid, version: u64) -> Vec<u8> {
+    let mut key = stream.to_string().into_bytes();
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
 /// Turns a log of the current format into one of `format`, which keeps
 /// one `streams` row per event instead of the stream index rows.
 fn make_legacy(store: &SledStore, format: &[u8]) {
@@ -477,17 +485,35 @@ fn earlier_formats_converted() {
 }
 
 #[test]
-fn incomplete_streams_tree_damaged() {
+fn interrupted_removal_completed() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SledStore::open(dir.path()).expect("open");
-    let (first, _, _) = append_two_streams(&store, 2);
-    make_legacy(&store, FORMAT_NAME_V2);
-    let legacy = store.db.open_tree(LEGACY_STREAMS_TREE).expect("open the streams tree");
-    legacy.remove(legacy_stream_key(first.stream, 2)).expect("remove a row");
-    drop(legacy);
+    let mut source = Source::new();
+    let kept_head = store.append(&source.batch(2)).expect("append");
+    let batch = source.batch(3);
+    sled_rows_only(&store, &batch, kept_head.hash);
+    let journaled_head = journal_only(&store, &batch, kept_head.hash);
+    // An earlier build removed unfinished events oldest first; a crash
+    // after the first removal left events 4 and 5 without event 3.
+    store.events.remove(seq_key(3)).expect("remove event 3");
+
+    let store = reopen(store, dir.path()).expect("reopen");
+    assert_eq!(store.head(), journaled_head, "the journaled batch is redone");
+    assert_chained(&store, journaled_head);
+    assert_eq!(store.stream_sequences(source.stream).expect("stream"), vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn damaged_head_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let head = store.append(&Source::new().batch(2)).expect("append");
+    let far = ChainHead { seq: 1 << 40, hash: head.hash };
+    store.meta.insert(META_HEAD, encode_head(far)).expect("damage the head");
+    store.meta.insert(META_FORMAT, FORMAT_NAME_V2).expect("mark the log as version 2");
 
     let message = damage_message(reopen(store, dir.path()));
-    assert!(message.contains("streams tree of format 2"), "the message says why: {message}");
+    assert!(message.contains("events tree ends at event 2"), "the message says why: {message}");
 }
 
 #[test]
@@ -515,41 +541,58 @@ fn stream_index_rebuilt_from_events() {
     store.append(&next.batch(1)).expect("the next version of the stream");
 }
 
-#[test]
-fn damaged_stream_index_refused() {
+/// Opens the log in `dir` after `damage` has altered the stream index
+/// rows of a log with two streams, and checks that the index is rebuilt
+/// from the events and saved again.
+fn assert_index_rebuilt(damage: impl FnOnce(&SledStore, ChainHead)) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SledStore::open(dir.path()).expect("open");
-    append_two_streams(&store, 2);
+    let (first, second, head) = append_two_streams(&store, 30);
+    let first_sequences = store.stream_sequences(first.stream).expect("stream");
     let store = reopen(store, dir.path()).expect("reopen");
-    let (key, value) = store.index_rows.last().expect("read").expect("a row");
-    let mut flipped = value.to_vec();
-    flipped[6] ^= 0x40;
-    store.index_rows.insert(key, flipped).expect("damage the row");
+    assert!(store.index_rows.len() > 1, "90 events take two rows");
+    damage(&store, head);
+    store.index_mut().mark_saved();
 
-    let message = damage_message(reopen(store, dir.path()));
-    assert!(message.contains("stream index row"), "the message says why: {message}");
+    let store = reopen(store, dir.path()).expect("reopen with a damaged stream index");
+    assert_eq!(store.stream_sequences(first.stream).expect("stream"), first_sequences);
+    assert_eq!(store.stream_sequences(second.stream).expect("stream").len(), 30);
+    let store = reopen(store, dir.path()).expect("reopen after the rebuild");
+    let mut rebuilt = StreamIndex::default();
+    for entry in store.index_rows.iter() {
+        let (key, value) = entry.expect("read a row");
+        rebuilt.load_row(&key, &value).expect("the saved rows are sound again");
+    }
+    assert_eq!(rebuilt.last_seq(), head.seq, "the rows cover every event");
 }
 
 #[test]
-fn stream_index_past_head_refused() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SledStore::open(dir.path()).expect("open");
-    let (_, _, head) = append_two_streams(&store, 2);
-    let stray = Source::new();
-    let mut index = StreamIndex::default();
-    let mut position = 0;
-    while index.last_seq() < head.seq + 1 {
-        position += 1;
-        index.push(position, stray.stream, position).expect("push");
-    }
-    store.index_rows.clear().expect("clear the rows");
-    for (key, value) in index.unsaved_rows() {
-        store.index_rows.insert(key, value).expect("insert a row");
-    }
-    store.index_mut().mark_saved();
+fn damaged_stream_index_rebuilt() {
+    assert_index_rebuilt(|store, _| {
+        let (key, value) = store.index_rows.last().expect("read").expect("a row");
+        let mut flipped = value.to_vec();
+        flipped[6] ^= 0x40;
+        store.index_rows.insert(key, flipped).expect("damage the row");
+    });
+    assert_index_rebuilt(|store, _| {
+        let (key, _) = store.index_rows.first().expect("read").expect("a row");
+        store.index_rows.remove(key).expect("remove the first row");
+    });
+}
 
-    let message = damage_message(reopen(store, dir.path()));
-    assert!(message.contains("past the chain head"), "the message says why: {message}");
+#[test]
+fn stream_index_past_head_rebuilt() {
+    assert_index_rebuilt(|store, head| {
+        let stray = Source::new();
+        let mut index = StreamIndex::default();
+        for seq in 1..=head.seq + 1 {
+            index.push(seq, stray.stream, seq).expect("push");
+        }
+        store.index_rows.clear().expect("clear the rows");
+        for (key, value) in index.unsaved_rows() {
+            store.index_rows.insert(key, value).expect("insert a row");
+        }
+    });
 }
 
 #[test]
