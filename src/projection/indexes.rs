@@ -11,13 +11,13 @@
 //! of every posting in posting order.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use im::{OrdMap, Vector};
 
 use super::parallel::{run_jobs, Job};
-use crate::domain::ids::Sid;
+use crate::domain::ids::{Sid, SidHasher};
 use crate::projection::keys::{reference_digest, ReferenceKey};
 use crate::projection::{Account, PostingList, SortedRunMap, SortedRunSet, Transaction};
 
@@ -37,40 +37,6 @@ enum Built {
     References(SortedRunSet<ReferenceKey>),
     Accounts(OrdMap<Sid, PostingList>),
     Developers(OrdMap<Sid, Vector<Arc<Transaction>>>),
-}
-
-/// Hashes sids for the decode's lookup tables with one multiply per word,
-/// as FxHash does. A sid contains 128 bits from the operating system's
-/// random source, so this spreads them as well as the standard SipHash at a
-/// fraction of its cost. The decode uses it only on sids the service
-/// generated, so no client can choose keys that collide.
-#[derive(Default)]
-struct SidHasher(u64);
-
-impl SidHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for SidHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.add(u64::from(*byte));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.add(word);
-    }
-
-    fn write_isize(&mut self, word: isize) {
-        self.add(word as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// The snapshot's sub-accounts in sid order, each with its developer, and

@@ -1,8 +1,8 @@
 //! The stream index: each stream's sequence numbers in version order.
 //!
 //! Every event belongs to exactly one stream, so the index is the stream
-//! of each sequence number, grouped by stream. It is kept in memory. sled
-//! holds it in the `stream_index` tree as rows, each naming the stream of
+//! of each sequence number, grouped by stream. It is kept in memory, and
+//! saved in sled's `stream_index` tree as rows, each naming the stream of
 //! every event in a run of consecutive sequence numbers:
 //!
 //! | key                         | value                                          |
@@ -11,19 +11,20 @@
 //!
 //! A row names up to 64 events. The store writes rows when it makes sled
 //! durable (at open and when the journal switches files, about every
-//! 16 MiB of events) and when it is closed. So an event costs one sled
-//! insert, its `events` row, instead of the two of an index row per event,
-//! and 64 events share an index row. At open the rows are read back and
+//! 16 MiB of events) and when it is closed. So an append inserts one sled
+//! row per event, its `events` row, and later one index row per 64
+//! events. At open the rows are read back and
 //! the events after the last row are decoded to complete the index: none
 //! after a clean close, at most one journal file's worth after a crash.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
-use crate::domain::ids::{Sid, SID_BYTES};
+use crate::domain::ids::{Sid, SidHasher, SID_BYTES};
 
 /// The first byte of every row.
 const ROW_FORMAT: u8 = 1;
-/// The most events one row names. Rows of 1,161 bytes stay far below
+/// A row names at most this many events. Rows of 1,161 bytes stay far below
 /// the size at which sled 0.34.7 stores a value, or a node of values, in a
 /// blob file of its own, so they are written and recovered as the events
 /// are.
@@ -34,7 +35,7 @@ const ROW_CHECKSUM: usize = 4;
 #[derive(Default)]
 pub(super) struct StreamIndex {
     /// Each stream's sequence numbers; version `v` is at position `v - 1`.
-    streams: HashMap<Sid, Vec<u64>>,
+    streams: HashMap<Sid, Vec<u64>, BuildHasherDefault<SidHasher>>,
     /// The newest sequence number in the index.
     last_seq: u64,
     /// The newest sequence number in a row in sled.
@@ -57,7 +58,7 @@ impl StreamIndex {
         self.last_seq
     }
 
-    /// Adds the next event, or says why it does not come next.
+    /// Adds the next event. The error names why it does not come next.
     pub fn push(&mut self, seq: u64, stream: Sid, version: u64) -> Result<(), String> {
         self.add(seq, stream, version)?;
         self.unsaved.push(stream);
@@ -134,8 +135,9 @@ impl StreamIndex {
     }
 }
 
-/// The streams a row names, `None` for each unknown one; `None` for a
-/// row that is truncated, of another format, or fails its checksum.
+/// Returns the streams a row names, `None` for each unknown one, or
+/// `None` for a row that is truncated, of another format, or fails its
+/// checksum.
 fn decode_row(value: &[u8]) -> Option<impl Iterator<Item = Option<Sid>> + '_> {
     let (body, checksum) = value.split_last_chunk::<ROW_CHECKSUM>()?;
     if crc32fast::hash(body) != u32::from_be_bytes(*checksum) {
