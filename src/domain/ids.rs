@@ -113,8 +113,8 @@ impl Sid {
         Some(Sid { kind, high: parse_hex_u64(high)?, low: parse_hex_u64(low)? })
     }
 
-    /// The binary form: the two prefix letters, then the value as 16
-    /// big-endian bytes.
+    /// Returns the binary form: the two prefix letters, then the value as
+    /// 16 big-endian bytes.
     pub fn to_bytes(self) -> [u8; SID_BYTES] {
         let mut bytes = [0; SID_BYTES];
         bytes[..2].copy_from_slice(self.kind.prefix().as_bytes());
