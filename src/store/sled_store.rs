@@ -10,7 +10,8 @@
 //! Earlier builds kept them in a `snapshots` tree, which the first snapshot
 //! saved as a file removes. The stream index is kept in memory and saved
 //! in runs (`stream_index.rs`). Logs of format 2 and before kept it in a
-//! `streams` tree, one row per event, which `open` converts and removes.
+//! `streams` tree, one row per event. `open` builds the index of such a
+//! log from its events instead, and removes the tree.
 //!
 //! Big-endian keys make sled's byte order the numeric order. A write
 //! inserts each event's `events` row and then the new chain head in
@@ -98,19 +99,22 @@ struct WriteState {
     /// The newest event made durable by a sync.
     durable: ChainHead,
     journal: Journal,
-    /// Why the store takes no more writes: a journal write or sync failed
-    /// after sled had committed a batch, so the journal no longer covers
-    /// every batch in sled.
+    /// The reason the store takes no more writes, and the remedy. A sled
+    /// insert, journal write or sync failed during a write, so sled and
+    /// the journal may disagree. Or the stream index could not be built at
+    /// open.
     failure: Option<String>,
 }
+
+/// The remedy for a write that failed halfway.
+const REOPEN: &str = "open the log again to recover";
 
 impl WriteState {
     fn check_usable(&self) -> StoreResult<()> {
         match &self.failure {
             None => Ok(()),
             Some(reason) => Err(StoreError::Io(std::io::Error::other(format!(
-                "the log takes no more writes because an earlier journal write or sync \
-                 failed ({reason}); open the log again to recover"
+                "the log takes no more writes: {reason}"
             )))),
         }
     }
@@ -264,7 +268,7 @@ impl SledStore {
         }
         store.sync_files()?;
         if legacy {
-            tracing::info!(events = head.seq, "converted the log from format 2 to format 3");
+            tracing::info!(events = head.seq, "converted the log from format 1 or 2 to format 3");
         }
         store.drop_legacy_streams()?;
         store.state().journal.start_generation()?;
@@ -327,12 +331,30 @@ impl SledStore {
             let (key, value) = entry?;
             let seq = read_u64(&key)
                 .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
-            let recorded = RawEvent::from_stored(seq, &value)?.decode()?;
-            index.push(seq, recorded.stream, recorded.version).map_err(|reason| {
-                damaged(format!("{reason}. Restore the data directory from a backup"))
-            })?;
+            // A break here must not stop the open, so that `verify` and
+            // `replay` can name it in their own checks. The index stops
+            // before it, and the store refuses writes and stream reads.
+            let indexed = if seq != index.last_seq() + 1 {
+                Err(format!("event {} is missing", index.last_seq() + 1))
+            } else {
+                RawEvent::from_stored(seq, &value)
+                    .and_then(|raw| raw.decode())
+                    .map_err(|error| error.to_string())
+                    .and_then(|recorded| index.push(seq, recorded.stream, recorded.version))
+            };
+            if let Err(reason) = indexed {
+                let reason = format!(
+                    "the stream index cannot be built past event {}: {reason}. Run `subledger \
+                     verify` to find the break, and restore the data directory from a backup",
+                    index.last_seq()
+                );
+                tracing::error!(%reason, "the log opens for reading only");
+                index.set_broken(reason.clone());
+                self.state().failure = Some(reason);
+                break;
+            }
         }
-        if head.seq > from_rows {
+        if head.seq > from_rows && index.broken().is_none() {
             tracing::info!(
                 from = from_rows + 1,
                 to = head.seq,
@@ -548,7 +570,7 @@ impl EventStore for SledStore {
         // A failed insert may leave part of the batch in sled, past the
         // chain head; the next open removes it.
         if let Err(error) = self.commit_rows(streams, &rows, head) {
-            state.failure = Some(format!("a sled insert failed: {error}"));
+            state.failure = Some(format!("a sled insert failed ({error}); {REOPEN}"));
             return Err(error);
         }
         state.written = head;
@@ -558,7 +580,7 @@ impl EventStore for SledStore {
         // stops all further writes.
         let journaled = self.journal_batch(&mut state, events, &rows);
         if let Err(error) = &journaled {
-            state.failure = Some(error.to_string());
+            state.failure = Some(format!("a journal write or sync failed ({error}); {REOPEN}"));
         }
         journaled?;
         Ok(head)
@@ -579,7 +601,7 @@ impl EventStore for SledStore {
         if let Err(error) = journal_file.sync_data() {
             // After a failed fsync the kernel may have dropped the dirty
             // pages, so a second fsync could succeed without them.
-            self.state().failure = Some(format!("journal sync failed: {error}"));
+            self.state().failure = Some(format!("a journal sync failed ({error}); {REOPEN}"));
             return Err(error.into());
         }
         let mut state = self.state();
@@ -619,7 +641,11 @@ impl EventStore for SledStore {
     }
 
     fn stream_sequences(&self, stream: Sid) -> StoreResult<Vec<u64>> {
-        Ok(self.index().sequences(stream))
+        let index = self.index();
+        match index.broken() {
+            Some(reason) => Err(StoreError::Damaged(reason.to_string())),
+            None => Ok(index.sequences(stream)),
+        }
     }
 
     fn read_raw(&self, seq: u64) -> StoreResult<Option<RawEvent>> {

@@ -200,6 +200,17 @@ async fn verify_names_tampered_event() {
     assert_eq!(run.code, EXIT_CHECK_FAILED, "verify exit code on a gap");
     let result = summary_value(&run.stdout, "result");
     assert!(result.starts_with("FAILED at event 6: missing"), "names the gap: {result}");
+
+    // The same gap when no saved stream index row covers it, as after a
+    // crash: the open reads the events to build the index.
+    let db = sled::open(pristine.join("log")).expect("open the copy with sled");
+    db.drop_tree("stream_index").unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let run = cli_on("verify", &pristine, &[]);
+    assert_eq!(run.code, EXIT_CHECK_FAILED, "verify exit code on a gap after a crash");
+    let result = summary_value(&run.stdout, "result");
+    assert!(result.starts_with("FAILED at event 6: missing"), "names the gap: {result}");
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

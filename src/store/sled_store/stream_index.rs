@@ -9,9 +9,10 @@
 //! |-----------------------------|------------------------------------------------|
 //! | first sequence, u64 BE      | format byte, count (u32 BE), `count` sids in binary form, CRC-32 (u32 BE) of all before it |
 //!
-//! A row names up to 64 events. The store writes rows when it makes sled
-//! durable (at open and when the journal switches files, about every
-//! 16 MiB of events) and when it is closed. So an append inserts one sled
+//! A row names up to 64 events. The store writes rows at open, before
+//! it makes sled durable for a journal record that does not fit the
+//! active journal file (a switch, about every 16 MiB of events), and when
+//! it is closed. So an append inserts one sled
 //! row per event, its `events` row, and later one index row per 64
 //! events. At open the rows are read back and
 //! the events after the last row are decoded to complete the index: none
@@ -42,6 +43,9 @@ pub(super) struct StreamIndex {
     saved_seq: u64,
     /// The streams of the events after `saved_seq`, in sequence order.
     unsaved: Vec<Sid>,
+    /// Why the index stops before the chain head: an event after the
+    /// saved rows could not be added at open.
+    broken: Option<String>,
 }
 
 impl StreamIndex {
@@ -56,6 +60,15 @@ impl StreamIndex {
 
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// Returns why the index stops before the chain head, if it does.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    pub fn set_broken(&mut self, reason: String) {
+        self.broken = Some(reason);
     }
 
     /// Adds the next event. The error names why it does not come next.
