@@ -158,6 +158,11 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Open the log before the keys. The log's lock stops a second server on
     // the same directory, and it must stop before it writes a key file there.
     let store = open_store(&config.data_dir)?;
+    // A log that opens for reading only is for the audit commands. A
+    // service on it would refuse every write with 503.
+    if let Some(reason) = store.write_refusal() {
+        anyhow::bail!("the event log in {} takes no writes: {reason}", config.data_dir.display());
+    }
     let (platform_key_sha256, aes_key) = load_keys(&config.data_dir)?;
 
     let preloaded = finish_preload(preload);

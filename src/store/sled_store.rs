@@ -401,6 +401,12 @@ impl SledStore {
         Ok(())
     }
 
+    /// Returns why the store takes no writes, if it takes none: after an
+    /// open, because the stream index stops at a break in the events.
+    pub fn write_refusal(&self) -> Option<String> {
+        self.state().failure.clone()
+    }
+
     fn state(&self) -> MutexGuard<'_, WriteState> {
         self.write.lock().unwrap_or_else(|poison| poison.into_inner())
     }

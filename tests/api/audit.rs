@@ -211,6 +211,39 @@ async fn verify_names_tampered_event() {
     assert_eq!(run.code, EXIT_CHECK_FAILED, "verify exit code on a gap after a crash");
     let result = summary_value(&run.stdout, "result");
     assert!(result.starts_with("FAILED at event 6: missing"), "names the gap: {result}");
+
+    // The service refuses to start on it, with the reason.
+    let stderr = serve_until_exit(&pristine);
+    assert!(stderr.contains("takes no writes"), "says the log takes no writes: {stderr}");
+    assert!(stderr.contains("subledger verify"), "says what to run: {stderr}");
+}
+
+/// Runs `subledger serve` on `data_dir`, which must exit by itself with
+/// an error within 30 s, and returns its stderr.
+fn serve_until_exit(data_dir: &Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_subledger"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the subledger binary");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the server") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill the server");
+            panic!("serve kept running on a log that takes no writes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success(), "serve exits with an error");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    stderr
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
