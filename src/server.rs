@@ -160,7 +160,7 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = open_store(&config.data_dir)?;
     // A log that opens for reading only is for the audit commands. A
     // service on it would refuse every write with 503.
-    if let Some(reason) = store.write_refusal() {
+    if let Some(reason) = store.read_only_reason() {
         anyhow::bail!("the event log in {} takes no writes: {reason}", config.data_dir.display());
     }
     let (platform_key_sha256, aes_key) = load_keys(&config.data_dir)?;

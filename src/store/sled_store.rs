@@ -263,14 +263,18 @@ impl SledStore {
         let head = guard_read("the log's head", || Self::read_head(&store.events, &store.meta))?;
         debug_assert_eq!(head, store.state().written, "redo leaves the chain head in meta");
         store.save_index()?;
-        if legacy {
+        // A log that opens for reading only keeps its format.
+        let writable = store.read_only_reason().is_none();
+        if legacy && writable {
             store.meta.insert(META_FORMAT, FORMAT_NAME)?;
         }
         store.sync_files()?;
-        if legacy {
+        if legacy && writable {
             tracing::info!(events = head.seq, "converted the log from format 1 or 2 to format 3");
         }
-        store.drop_legacy_streams()?;
+        if writable {
+            store.drop_legacy_streams()?;
+        }
         store.state().journal.start_generation()?;
         store.opened = true;
         Ok(store)
@@ -403,7 +407,7 @@ impl SledStore {
 
     /// Returns why the store takes no writes, if it takes none: after an
     /// open, because the stream index stops at a break in the events.
-    pub fn write_refusal(&self) -> Option<String> {
+    pub fn read_only_reason(&self) -> Option<String> {
         self.state().failure.clone()
     }
 

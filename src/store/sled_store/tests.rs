@@ -485,6 +485,17 @@ fn earlier_formats_converted() {
 }
 
 #[test]
+fn leftover_streams_tree_dropped() {
+    // A crash after format 3 was durable but before the tree was dropped.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    append_two_streams(&store, 1);
+    make_legacy(&store, FORMAT_NAME);
+    let store = reopen(store, dir.path()).expect("reopen");
+    assert!(!store.db.tree_names().iter().any(|name| name == LEGACY_STREAMS_TREE));
+}
+
+#[test]
 fn interrupted_removal_completed() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SledStore::open(dir.path()).expect("open");
@@ -591,6 +602,17 @@ fn broken_event_leaves_log_readable() {
         *value.last_mut().expect("a body") = b' ';
         store.events.insert(seq_key(3), value).expect("alter event 3");
     };
+    // A log of format 2 that opens for reading only is not converted.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = two_streams_closed(dir.path(), true);
+    make_legacy(&store, FORMAT_NAME_V2);
+    removed(&store);
+    let store = reopen(store, dir.path()).expect("reopen a format-2 log with a gap");
+    let format = store.meta.get(META_FORMAT).expect("read the format").expect("a format");
+    assert_eq!(format.as_ref(), FORMAT_NAME_V2, "the format is kept");
+    assert!(store.db.tree_names().iter().any(|name| name == LEGACY_STREAMS_TREE));
+    drop(store);
+
     for (what, damage) in [("removed", removed), ("cut", cut)] {
         for crashed in [false, true] {
             let dir = tempfile::tempdir().expect("temporary directory");
@@ -605,14 +627,14 @@ fn broken_event_leaves_log_readable() {
             if !crashed {
                 continue;
             }
-            let refused = store.stream_sequences(Sid::generate(SidKind::Account));
-            let message = refused.expect_err("no stream reads past a break").to_string();
+            let rejected = store.stream_sequences(Sid::generate(SidKind::Account));
+            let message = rejected.expect_err("no stream reads past a break").to_string();
             assert!(message.contains("past event 2"), "names the break: {message}");
             assert!(message.contains("subledger verify"), "says what to run: {message}");
             let mut next = Source::new();
             next.next_seq = 7;
-            let refused = store.write(&next.batch(1)).expect_err("no writes past a break");
-            assert!(refused.to_string().contains("no more writes"), "{refused}");
+            let rejected = store.write(&next.batch(1)).expect_err("no writes past a break");
+            assert!(rejected.to_string().contains("no more writes"), "{rejected}");
         }
     }
 }
