@@ -159,7 +159,7 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // the same directory, and it must stop before it writes a key file there.
     let store = open_store(&config.data_dir)?;
     // A log that opens for reading only is for the audit commands. A
-    // service on it would refuse every write with 503.
+    // service on it would reject every write with 503.
     if let Some(reason) = store.read_only_reason() {
         anyhow::bail!("the event log in {} takes no writes: {reason}", config.data_dir.display());
     }

@@ -69,7 +69,7 @@ pub use snapshots::{OpenedSnapshot, SnapshotFile};
 /// Written under `meta/format` when a log is created or converted. Version
 /// 3 keeps the stream index in `stream_index` rows instead of the
 /// `streams` tree, so builds that read the `streams` tree must not open
-/// it, and refuse the name.
+/// it, and reject the name.
 const FORMAT_NAME: &[u8] = b"subledger-log-v3";
 /// Version 2 kept acknowledged batches in the journal until sled flushed
 /// them, and one `streams` row per event.
@@ -337,7 +337,7 @@ impl SledStore {
                 .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
             // A break here must not stop the open, so that `verify` and
             // `replay` can name it in their own checks. The index stops
-            // before it, and the store refuses writes and stream reads.
+            // before it, and the store rejects writes and stream reads.
             let indexed = if seq != index.last_seq() + 1 {
                 Err(format!("event {} is missing", index.last_seq() + 1))
             } else {

@@ -212,10 +212,10 @@ async fn verify_names_tampered_event() {
     let result = summary_value(&run.stdout, "result");
     assert!(result.starts_with("FAILED at event 6: missing"), "names the gap: {result}");
 
-    // The service refuses to start on it, with the reason.
+    // The service exits at start on it, with the reason.
     let stderr = serve_until_exit(&pristine);
-    assert!(stderr.contains("takes no writes"), "says the log takes no writes: {stderr}");
-    assert!(stderr.contains("subledger verify"), "says what to run: {stderr}");
+    assert!(stderr.contains("takes no writes"), "names the missing writes: {stderr}");
+    assert!(stderr.contains("subledger verify"), "names the command to run: {stderr}");
 }
 
 /// Runs `subledger serve` on `data_dir`, which must exit by itself with

@@ -220,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn out_of_order_events_refused() {
+    fn out_of_order_events_rejected() {
         let stream = Sid::generate(SidKind::Account);
         let mut index = filled(&[stream]);
         assert!(index.push(3, stream, 2).is_err(), "a sequence gap");
@@ -230,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn damaged_rows_refused() {
+    fn damaged_rows_rejected() {
         let stream = Sid::generate(SidKind::Account);
         let rows = filled(&[stream, stream]).unsaved_rows();
         let (key, value) = &rows[0];

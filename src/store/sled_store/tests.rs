@@ -404,7 +404,7 @@ fn truncated_journal_damaged() {
     drop(active);
 
     let message = damage_message(reopen(store, dir.path()));
-    assert!(message.contains("differ in size"), "the message says why: {message}");
+    assert!(message.contains("differ in size"), "the message gives the reason: {message}");
 }
 
 #[test]
@@ -415,7 +415,7 @@ fn altered_journal_header_damaged() {
     drop(active);
 
     let message = damage_message(reopen(store, dir.path()));
-    assert!(message.contains("invalid header"), "the message says why: {message}");
+    assert!(message.contains("invalid header"), "the message gives the reason: {message}");
 }
 
 /// The key of an event's row in the `streams` tree of format 2: the
@@ -524,7 +524,10 @@ fn damaged_head_named() {
     store.meta.insert(META_FORMAT, FORMAT_NAME_V2).expect("mark the log as version 2");
 
     let message = damage_message(reopen(store, dir.path()));
-    assert!(message.contains("events tree ends at event 2"), "the message says why: {message}");
+    assert!(
+        message.contains("events tree ends at event 2"),
+        "the message gives the reason: {message}"
+    );
 }
 
 #[test]
@@ -630,7 +633,7 @@ fn broken_event_leaves_log_readable() {
             let rejected = store.stream_sequences(Sid::generate(SidKind::Account));
             let message = rejected.expect_err("no stream reads past a break").to_string();
             assert!(message.contains("past event 2"), "names the break: {message}");
-            assert!(message.contains("subledger verify"), "says what to run: {message}");
+            assert!(message.contains("subledger verify"), "names the command to run: {message}");
             let mut next = Source::new();
             next.next_seq = 7;
             let rejected = store.write(&next.batch(1)).expect_err("no writes past a break");
@@ -676,7 +679,7 @@ fn unknown_format_damaged() {
     store.meta.insert(META_FORMAT, &b"subledger-log-v9"[..]).expect("mark an unknown format");
 
     let message = damage_message(reopen(store, dir.path()));
-    assert!(message.contains("unknown log format"), "the message says why: {message}");
+    assert!(message.contains("unknown log format"), "the message gives the reason: {message}");
 }
 
 #[test]
