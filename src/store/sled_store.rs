@@ -136,7 +136,7 @@ pub struct SledStore {
     write: Mutex<WriteState>,
     /// Blob files already synced by `sync_new_blobs`.
     synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
-    /// Whether `open` finished; a store whose open failed saves nothing.
+    /// Whether `open` finished. A store whose open failed saves nothing.
     opened: bool,
 }
 
@@ -396,12 +396,18 @@ impl SledStore {
     /// Removes the `streams` tree of format 2 once format 3 is durable.
     /// A crash before that leaves the tree, and the next open removes it.
     fn drop_legacy_streams(&self) -> StoreResult<()> {
-        if !self.db.tree_names().iter().any(|name| name == LEGACY_STREAMS_TREE) {
+        self.drop_legacy_tree(LEGACY_STREAMS_TREE, "the streams tree of format 2")
+    }
+
+    /// Drops the sled tree `name` if it exists and makes the drop durable.
+    /// `what` names the tree in the log line.
+    fn drop_legacy_tree(&self, name: &[u8], what: &str) -> StoreResult<()> {
+        if !self.db.tree_names().iter().any(|tree| tree == name) {
             return Ok(());
         }
-        self.db.drop_tree(LEGACY_STREAMS_TREE)?;
+        self.db.drop_tree(name)?;
         self.sync_files()?;
-        tracing::info!("removed the streams tree of format 2");
+        tracing::info!("removed {what}");
         Ok(())
     }
 
@@ -478,13 +484,8 @@ impl SledStore {
     /// snapshot file has replaced them. Their format is one this build
     /// cannot read.
     fn drop_legacy_snapshots(&self) -> StoreResult<()> {
-        if !self.db.tree_names().iter().any(|name| name == LEGACY_SNAPSHOT_TREE) {
-            return Ok(());
-        }
-        self.db.drop_tree(LEGACY_SNAPSHOT_TREE)?;
-        self.sync_files()?;
-        tracing::info!("removed the projection snapshots that earlier builds kept in sled");
-        Ok(())
+        let what = "the projection snapshots that earlier builds kept in sled";
+        self.drop_legacy_tree(LEGACY_SNAPSHOT_TREE, what)
     }
 
     /// Inserts a batch's `events` rows, then the new chain head, and adds
@@ -578,7 +579,7 @@ impl EventStore for SledStore {
 
         let streams = events.iter().map(|pending| (pending.seq, pending.stream, pending.version));
         // A failed insert may leave part of the batch in sled, past the
-        // chain head; the next open removes it.
+        // chain head. The next open removes it.
         if let Err(error) = self.commit_rows(streams, &rows, head) {
             state.failure = Some(format!("a sled insert failed ({error}); {REOPEN}"));
             return Err(error);
@@ -704,7 +705,7 @@ impl Drop for SledStore {
             return;
         }
         if let Err(error) = guard_read("the stream index", || self.save_index()) {
-            tracing::warn!(%error, "could not save the stream index at close; the next start reads the events instead");
+            tracing::warn!(%error, "failed to save the stream index at close, so the next start reads the events instead");
         }
     }
 }

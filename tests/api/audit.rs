@@ -192,30 +192,38 @@ async fn verify_names_tampered_event() {
     assert!(!output.exists(), "export removes its partial output");
 
     // Removing an event is a gap at its sequence number.
-    let db = sled::open(pristine.join("log")).expect("open the copy with sled");
-    db.open_tree("events").unwrap().remove(6u64.to_be_bytes()).unwrap();
-    db.flush().unwrap();
-    drop(db);
-    let run = cli_on("verify", &pristine, &[]);
-    assert_eq!(run.code, EXIT_CHECK_FAILED, "verify exit code on a gap");
-    let result = summary_value(&run.stdout, "result");
-    assert!(result.starts_with("FAILED at event 6: missing"), "names the gap: {result}");
+    edit_sled(&pristine, |db| {
+        db.open_tree("events").unwrap().remove(6u64.to_be_bytes()).unwrap();
+    });
+    assert_verify_names_gap(&pristine, "a gap");
 
     // The same gap when no saved stream index row covers it, as after a
     // crash: the open reads the events to build the index.
-    let db = sled::open(pristine.join("log")).expect("open the copy with sled");
-    db.drop_tree("stream_index").unwrap();
-    db.flush().unwrap();
-    drop(db);
-    let run = cli_on("verify", &pristine, &[]);
-    assert_eq!(run.code, EXIT_CHECK_FAILED, "verify exit code on a gap after a crash");
-    let result = summary_value(&run.stdout, "result");
-    assert!(result.starts_with("FAILED at event 6: missing"), "names the gap: {result}");
+    edit_sled(&pristine, |db| {
+        db.drop_tree("stream_index").unwrap();
+    });
+    assert_verify_names_gap(&pristine, "a gap after a crash");
 
     // The service exits at start on it, with the reason.
     let stderr = serve_until_exit(&pristine);
     assert!(stderr.contains("takes no writes"), "names the missing writes: {stderr}");
     assert!(stderr.contains("subledger verify"), "names the command to run: {stderr}");
+}
+
+/// Opens the log of a stopped service's `data_dir` with sled itself, lets
+/// `edit` change it, and flushes the change.
+fn edit_sled(data_dir: &Path, edit: impl FnOnce(&sled::Db)) {
+    let db = sled::open(data_dir.join("log")).expect("open the copy with sled");
+    edit(&db);
+    db.flush().unwrap();
+}
+
+/// Checks that `verify` fails at the missing event 6 of `data_dir`.
+fn assert_verify_names_gap(data_dir: &Path, case: &str) {
+    let run = cli_on("verify", data_dir, &[]);
+    assert_eq!(run.code, EXIT_CHECK_FAILED, "verify exit code on {case}");
+    let result = summary_value(&run.stdout, "result");
+    assert!(result.starts_with("FAILED at event 6: missing"), "{case}: names the gap: {result}");
 }
 
 /// Runs `subledger serve` on `data_dir`, which must exit by itself with

@@ -21,8 +21,9 @@ impl SledStore {
     ///
     /// They are removed newest first. sled keeps a prefix of the removals
     /// after a crash, so an interrupted removal leaves a run that still
-    /// starts right after the head. Builds before this one removed oldest
-    /// first, so a run may also start later, and is removed all the same.
+    /// starts right after the head. An oldest-first removal, as older
+    /// builds did it, can leave a run that starts later. Such a run is
+    /// removed all the same.
     pub(super) fn remove_unfinished(&self) -> StoreResult<()> {
         let head = self.state().written;
         let mut previous: Option<ChainHead> = None;

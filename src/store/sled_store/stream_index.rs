@@ -35,7 +35,7 @@ const ROW_CHECKSUM: usize = 4;
 
 #[derive(Default)]
 pub(super) struct StreamIndex {
-    /// Each stream's sequence numbers; version `v` is at position `v - 1`.
+    /// Each stream's sequence numbers. Version `v` is at position `v - 1`.
     streams: HashMap<Sid, Vec<u64>, BuildHasherDefault<SidHasher>>,
     /// The newest sequence number in the index.
     last_seq: u64,
@@ -73,24 +73,18 @@ impl StreamIndex {
 
     /// Adds the next event. The error names why it does not come next.
     pub fn push(&mut self, seq: u64, stream: Sid, version: u64) -> Result<(), String> {
-        self.add(seq, stream, version)?;
-        self.unsaved.push(stream);
-        Ok(())
-    }
-
-    fn add(&mut self, seq: u64, stream: Sid, version: u64) -> Result<(), String> {
         if seq != self.last_seq + 1 {
             return Err(format!("event {seq} follows event {} in the index", self.last_seq));
         }
-        let sequences = self.streams.entry(stream).or_default();
-        if version != sequences.len() as u64 + 1 {
+        let current = self.version(stream);
+        if version != current + 1 {
             return Err(format!(
-                "event {seq} is version {version} of stream {stream}, which is at version {}",
-                sequences.len()
+                "event {seq} is version {version} of stream {stream}, which is at version {current}"
             ));
         }
-        sequences.push(seq);
+        self.streams.entry(stream).or_default().push(seq);
         self.last_seq = seq;
+        self.unsaved.push(stream);
         Ok(())
     }
 
@@ -100,7 +94,8 @@ impl StreamIndex {
         let mut first = self.saved_seq + 1;
         let mut rows = Vec::new();
         for streams in self.unsaved.chunks(ROW_EVENTS) {
-            let mut value = Vec::with_capacity(ROW_HEADER + streams.len() * SID_BYTES + 4);
+            let capacity = ROW_HEADER + streams.len() * SID_BYTES + ROW_CHECKSUM;
+            let mut value = Vec::with_capacity(capacity);
             value.push(ROW_FORMAT);
             let count = u32::try_from(streams.len()).expect("a row names at most 64 events");
             value.extend_from_slice(&count.to_be_bytes());
@@ -115,7 +110,7 @@ impl StreamIndex {
         rows
     }
 
-    /// Records that `unsaved_rows` are in sled now.
+    /// Marks the rows of `unsaved_rows` as saved in sled.
     pub fn mark_saved(&mut self) {
         self.saved_seq = self.last_seq;
         self.unsaved = Vec::new();

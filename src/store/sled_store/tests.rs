@@ -356,15 +356,22 @@ fn unfinished_write_removed() {
     assert_eq!(next.seq, 3, "next sequence");
 }
 
+/// Appends two events, then journals a batch of three whose first
+/// `in_sled` events reach sled without the chain head, as a crash during
+/// the write leaves them. Returns the head the journaled batch leads to.
+fn journaled_past_head(store: &SledStore, source: &mut Source, in_sled: usize) -> ChainHead {
+    let kept_head = store.append(&source.batch(2)).expect("append");
+    let batch = source.batch(3);
+    sled_rows_only(store, &batch[..in_sled], kept_head.hash);
+    journal_only(store, &batch, kept_head.hash)
+}
+
 #[test]
 fn unfinished_journaled_write_redone() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SledStore::open(dir.path()).expect("open");
     let mut source = Source::new();
-    let kept_head = store.append(&source.batch(2)).expect("append");
-    let batch = source.batch(3);
-    sled_rows_only(&store, &batch[..1], kept_head.hash);
-    let journaled_head = journal_only(&store, &batch, kept_head.hash);
+    let journaled_head = journaled_past_head(&store, &mut source, 1);
 
     let store = reopen(store, dir.path()).expect("reopen");
     assert_eq!(store.head(), journaled_head, "head with the journaled batch");
@@ -500,12 +507,9 @@ fn interrupted_removal_completed() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SledStore::open(dir.path()).expect("open");
     let mut source = Source::new();
-    let kept_head = store.append(&source.batch(2)).expect("append");
-    let batch = source.batch(3);
-    sled_rows_only(&store, &batch, kept_head.hash);
-    let journaled_head = journal_only(&store, &batch, kept_head.hash);
-    // An earlier build removed unfinished events oldest first; a crash
-    // after the first removal left events 4 and 5 without event 3.
+    let journaled_head = journaled_past_head(&store, &mut source, 3);
+    // An oldest-first removal, cut short by a crash after its first step,
+    // left events 4 and 5 without event 3.
     store.events.remove(seq_key(3)).expect("remove event 3");
 
     let store = reopen(store, dir.path()).expect("reopen");
@@ -555,9 +559,9 @@ fn stream_index_rebuilt_from_events() {
     store.append(&next.batch(1)).expect("the next version of the stream");
 }
 
-/// Opens the log in `dir` after `damage` has altered the stream index
-/// rows of a log with two streams, and checks that the index is rebuilt
-/// from the events and saved again.
+/// Builds a log with two streams and lets `damage` alter its stream index
+/// rows. Then checks that the next open rebuilds the index from the events
+/// and saves it again.
 fn assert_index_rebuilt(damage: impl FnOnce(&SledStore, ChainHead)) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SledStore::open(dir.path()).expect("open");
@@ -580,8 +584,8 @@ fn assert_index_rebuilt(damage: impl FnOnce(&SledStore, ChainHead)) {
     assert_eq!(rebuilt.last_seq(), head.seq, "the rows cover every event");
 }
 
-/// Builds six events on two streams. After a clean close saved rows
-/// cover them all; after a crash, none. Returns the open store.
+/// Builds six events on two streams. After a clean close, saved rows
+/// cover them all. After a crash, none does. Returns the open store.
 fn two_streams_closed(dir: &Path, crashed: bool) -> SledStore {
     let store = SledStore::open(dir).expect("open");
     append_two_streams(&store, 2);
