@@ -11,7 +11,7 @@ use subledger::api::views::{account_json, transaction_json};
 use subledger::domain::events::AccountStatus;
 use subledger::domain::ids::{Sid, SidKind};
 use subledger::domain::money::{parse_amount, Currency};
-use subledger::projection::{Account, PostingType, Transaction};
+use subledger::projection::{Account, PostingType, Transaction, TransactionFields};
 
 /// Amounts as clients send them, valid and invalid.
 const AMOUNTS: [&str; 8] =
@@ -51,19 +51,20 @@ fn sample_account() -> Account {
 }
 
 fn sample_transaction(account: &Account) -> Transaction {
-    Transaction {
+    Transaction::new(TransactionFields {
         sid: Sid::generate(SidKind::Transaction),
         account: account.sid,
         kind: PostingType::TopUp,
         amount: Decimal::new(1250, 2),
         currency: account.currency,
         pay_method: 4,
-        refer_trans_id: Some("PAY-0001".into()),
+        refer_trans_id: Some("PAY-0001"),
         desc: None,
         balance_after: account.balance,
         created: account.updated,
         seq: 42,
-    }
+    })
+    .expect("the sample posting is valid")
 }
 
 fn encode_responses(c: &mut Criterion) {

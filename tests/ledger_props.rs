@@ -314,7 +314,7 @@ fn check_state(state: &State, run: &Run) -> Result<(), TestCaseError> {
         let transaction = state.transactions.get(sid);
         prop_assert!(transaction.is_some(), "acknowledged posting {} is recorded", sid);
         if let Some(transaction) = transaction {
-            prop_assert_eq!(transaction.account, *account, "account of {}", sid);
+            prop_assert_eq!(transaction.account(), *account, "account of {}", sid);
             prop_assert_eq!(transaction.amount, *amount, "amount of {}", sid);
         }
     }
@@ -354,10 +354,10 @@ fn check_result(
             let original = state.transactions.get(sid);
             prop_assert!(original.is_some(), "replayed posting {} exists", sid);
             if let Some(original) = original {
-                prop_assert_eq!(original.account, posting.account, "replayed account");
+                prop_assert_eq!(original.account(), posting.account, "replayed account");
                 prop_assert_eq!(original.amount, posting.amount, "replayed amount");
                 prop_assert_eq!(original.kind, posting.kind, "replayed type");
-                prop_assert_eq!(&original.desc, &posting.desc, "replayed desc");
+                prop_assert_eq!(original.desc(), posting.desc.as_deref(), "replayed desc");
             }
         }
         Err(DomainError::InsufficientBalance(_)) => {

@@ -43,7 +43,7 @@ pub async fn fetch(
         Some(text) => {
             let at = parse_time("at", &text)?;
             match last_posting_at_or_before(state, account.sid, at) {
-                Some(posting) => (posting.balance_after, posting.created),
+                Some(posting) => (posting.balance_after, posting.created()),
                 None => (Decimal::ZERO, account.created.min(at)),
             }
         }
@@ -73,7 +73,7 @@ fn last_posting_at_or_before(
     let mut high = count;
     while low < high {
         let middle = (low + high) / 2;
-        if state.transactions[&postings[middle]].created <= at {
+        if state.transactions[&postings[middle]].created() <= at {
             low = middle + 1;
         } else {
             high = middle;
@@ -142,7 +142,7 @@ pub async fn fetch_transaction(
     let account = visible_account(&call.state, scope, &path.0)?;
     let sid = path_sid(&path.1, SidKind::Transaction, "transaction")?;
     match call.state.transactions.get(&sid) {
-        Some(transaction) if transaction.account == account.sid => {
+        Some(transaction) if transaction.account() == account.sid => {
             Ok(Reply::ok("Transaction", transaction_json(transaction)))
         }
         _ => Err(ApiError::not_found("transaction")),
@@ -196,9 +196,9 @@ impl TransactionFilter {
             && self
                 .refer_trans_id
                 .as_ref()
-                .is_none_or(|reference| transaction.refer_trans_id.as_deref() == Some(reference))
-            && self.start.is_none_or(|start| transaction.created >= start)
-            && self.end.is_none_or(|end| transaction.created < end)
+                .is_none_or(|reference| transaction.refer_trans_id() == Some(reference))
+            && self.start.is_none_or(|start| transaction.created() >= start)
+            && self.end.is_none_or(|end| transaction.created() < end)
     }
 }
 

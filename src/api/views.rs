@@ -148,21 +148,21 @@ pub fn sip_alias_json(state: &State, alias: &SipAlias) -> Value {
 
 pub fn transaction_json(transaction: &Transaction) -> Value {
     json!({
-        "sid": transaction.sid.to_string(),
-        "account_sid": transaction.account.to_string(),
+        "sid": transaction.sid().to_string(),
+        "account_sid": transaction.account().to_string(),
         "amount": format_amount(transaction.amount),
         "currency": transaction.currency.code(),
         "type": transaction.kind.as_str(),
         "pay_method": transaction.pay_method,
-        "refer_trans_id": optional(&transaction.refer_trans_id),
-        "desc": optional(&transaction.desc),
+        "refer_trans_id": optional(&transaction.refer_trans_id()),
+        "desc": optional(&transaction.desc()),
         "balance": format_balance(transaction.balance_after, transaction.currency),
         "balance_amount": format_amount(transaction.balance_after),
-        "date_created": rfc2822(transaction.created),
-        "date_updated": rfc2822(transaction.created),
+        "date_created": rfc2822(transaction.created()),
+        "date_updated": rfc2822(transaction.created()),
         "uri": format!(
             "/v1/accounts/{}/balances/transactions/{}",
-            transaction.account, transaction.sid
+            transaction.account(), transaction.sid()
         ),
     })
 }

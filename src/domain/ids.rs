@@ -58,6 +58,20 @@ pub struct Sid {
     low: u64,
 }
 
+/// The 128 bits of an id without its kind: 16 bytes, for records that
+/// hold many ids of one known kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SidBits {
+    high: u64,
+    low: u64,
+}
+
+impl SidBits {
+    pub fn with_kind(self, kind: SidKind) -> Sid {
+        Sid { kind, high: self.high, low: self.low }
+    }
+}
+
 impl Sid {
     pub fn new(kind: SidKind, value: u128) -> Sid {
         let high = (value >> 64) as u64;
@@ -97,6 +111,11 @@ impl Sid {
 
     pub fn kind(self) -> SidKind {
         self.kind
+    }
+
+    /// The 128 bits without the kind.
+    pub fn bits(self) -> SidBits {
+        SidBits { high: self.high, low: self.low }
     }
 
     /// Parses the text form; `None` for anything that is not exactly a known

@@ -222,7 +222,7 @@ fn post(state: &State, posting: &NewPosting) -> Result<Decision, DomainError> {
             state.find_reference(account.developer, posting.pay_method, reference)
         {
             let mut differing = Vec::new();
-            if original.account != posting.account {
+            if original.account() != posting.account {
                 differing.push(FieldError::new("account_sid", "differs from the original posting"));
             }
             if original.amount != posting.amount {
@@ -234,20 +234,20 @@ fn post(state: &State, posting: &NewPosting) -> Result<Decision, DomainError> {
                 let reason = format!("the original posting's type is {}", original.kind.as_str());
                 differing.push(FieldError::new("type", reason));
             }
-            if original.desc != posting.desc {
+            if original.desc() != posting.desc.as_deref() {
                 differing.push(FieldError::new("desc", "differs from the original posting"));
             }
             if differing.is_empty() {
                 return Ok(Decision {
                     events: Vec::new(),
-                    outcome: Outcome::Replayed(original.sid),
+                    outcome: Outcome::Replayed(original.sid()),
                 });
             }
             let names: Vec<&str> = differing.iter().map(|field| field.field).collect();
             let message = format!(
                 "refer_trans_id {reference:?} with pay_method {} was already used by {} with a different {}",
                 posting.pay_method,
-                original.sid,
+                original.sid(),
                 names.join(", ")
             );
             return Err(DomainError::IdempotencyMismatch { message, fields: differing });

@@ -545,7 +545,7 @@ fn decide_one(
     // posting too, so that the key answers the same way from now on.
     if let (Outcome::Replayed(resource), Some(_)) = (decision.outcome, &context.idempotency) {
         if let Some(transaction) = working.transactions.get(&resource) {
-            let stream = transaction.account;
+            let stream = transaction.account();
             events.push(Event::IdempotencyKeyRecorded(IdempotencyKeyRecorded { stream, resource }));
         }
     }

@@ -111,7 +111,7 @@ impl BulkFold {
         for (record_seq, resource, account) in idempotency {
             match state.transactions.get(&resource) {
                 Some(transaction)
-                    if transaction.seq < record_seq && transaction.account == account => {}
+                    if transaction.seq < record_seq && transaction.account() == account => {}
                 Some(transaction) if transaction.seq < record_seq => {
                     let reason = format!("idempotency record for {resource} is inconsistent");
                     return Err(ApplyError { seq: record_seq, reason });
@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(bulk.state_hash(), expected.state_hash(), "state hashes");
         assert!(bulk == expected, "the bulk fold builds the same views and indexes");
         let reference = bulk.find_reference(developer, 4, "PAY-30").expect("found by reference");
-        assert_eq!(reference.refer_trans_id.as_deref(), Some("PAY-30"));
+        assert_eq!(reference.refer_trans_id(), Some("PAY-30"));
     }
 
     #[test]
@@ -344,9 +344,9 @@ mod tests {
         assert!(bulk == expected, "the bulk fold builds the same views and indexes");
 
         let found = bulk.find_reference(developer, 4, "PAY-1").expect("the first developer's");
-        assert_eq!(found.sid, first, "the first developer's posting");
+        assert_eq!(found.sid(), first, "the first developer's posting");
         let found = bulk.find_reference(other, 4, "PAY-1").expect("the other developer's");
-        assert_eq!(found.sid, second, "the other developer's posting");
+        assert_eq!(found.sid(), second, "the other developer's posting");
         assert!(bulk.find_reference(developer, 5, "PAY-1").is_none(), "another pay method");
     }
 }

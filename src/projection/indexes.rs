@@ -61,9 +61,9 @@ impl AccountTable {
     }
 
     fn rank(&self, transaction: &Transaction) -> Result<u32, String> {
-        let account = transaction.account;
+        let account = transaction.account();
         self.ranks.get(&account).copied().ok_or_else(|| {
-            format!("account {account} of transaction {} does not exist", transaction.sid)
+            format!("account {account} of transaction {} does not exist", transaction.sid())
         })
     }
 
@@ -126,10 +126,10 @@ pub(super) fn section_keys(
     for transaction in run {
         let rank = table.rank(transaction)?;
         keys.ranks.push(rank);
-        if let Some(reference) = &transaction.refer_trans_id {
+        if let Some(reference) = transaction.refer_trans_id() {
             let developer = table.developer(rank);
             let digest = reference_digest(developer, transaction.pay_method, reference);
-            keys.references.push((digest, transaction.sid));
+            keys.references.push((digest, transaction.sid()));
         }
     }
     Ok(keys)
@@ -147,7 +147,7 @@ fn by_sid(runs: &[Vec<Arc<Transaction>>]) -> Result<SortedRunMap<Sid, Arc<Transa
     let count = runs.iter().map(Vec::len).sum();
     let mut by_sid: Vec<(Sid, Arc<Transaction>)> = Vec::with_capacity(count);
     for transaction in runs.iter().flatten() {
-        by_sid.push((transaction.sid, Arc::clone(transaction)));
+        by_sid.push((transaction.sid(), Arc::clone(transaction)));
     }
     by_sid.sort_unstable_by_key(|(sid, _)| *sid);
     SortedRunMap::from_sorted(by_sid).map_err(|sid| format!("transaction {sid} is listed twice"))
@@ -190,7 +190,7 @@ fn check_shared_digests(
     let mut shared: HashMap<Sid, Option<&Transaction>> =
         groups.iter().flat_map(|group| group.iter().map(|(_, sid)| (*sid, None))).collect();
     for transaction in runs.iter().flatten() {
-        if let Some(slot) = shared.get_mut(&transaction.sid) {
+        if let Some(slot) = shared.get_mut(&transaction.sid()) {
             *slot = Some(transaction.as_ref());
         }
     }
@@ -203,9 +203,9 @@ fn check_shared_digests(
                     table.developer(table.rank(first)?) == table.developer(table.rank(second)?);
                 if same_developer
                     && first.pay_method == second.pay_method
-                    && first.refer_trans_id == second.refer_trans_id
+                    && first.refer_trans_id() == second.refer_trans_id()
                 {
-                    return Err(format!("refer_trans_id of {} is used twice", second.sid));
+                    return Err(format!("refer_trans_id of {} is used twice", second.sid()));
                 }
             }
         }
@@ -228,7 +228,7 @@ fn by_account(
     }
     let mut by_rank: Vec<Vec<Sid>> = counts.into_iter().map(Vec::with_capacity).collect();
     for (transaction, rank) in ranked(runs, keys) {
-        by_rank[rank as usize].push(transaction.sid);
+        by_rank[rank as usize].push(transaction.sid());
     }
     let lists = by_rank
         .into_iter()

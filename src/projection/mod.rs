@@ -41,6 +41,7 @@ pub use bulk::BulkFold;
 pub use keys::{LedgerAccount, ReferenceKey};
 pub use model::{
     Account, Developer, IdempotentRequest, PostingType, SipAccount, SipAlias, Transaction,
+    TransactionFields,
 };
 pub use posting_list::PostingList;
 pub use snapshot::SnapshotError;
@@ -359,7 +360,7 @@ impl State {
                     .transactions
                     .get(&e.resource)
                     .ok_or_else(|| missing(seq, "transaction", e.resource))?;
-                if transaction.account != e.stream || meta.idempotency.is_none() {
+                if transaction.account() != e.stream || meta.idempotency.is_none() {
                     let reason = format!("idempotency record for {} is inconsistent", e.resource);
                     return Err(ApplyError { seq, reason });
                 }
@@ -428,19 +429,20 @@ impl State {
         account.balance = e.balance_after;
         account.balance_updated = at;
 
-        let transaction = Transaction {
+        let transaction = Transaction::new(TransactionFields {
             sid: e.sid,
             account: e.account_sid,
             kind,
             amount: e.amount,
             currency: e.currency,
             pay_method: e.pay_method,
-            refer_trans_id: e.refer_trans_id.as_deref().map(Box::from),
-            desc: e.desc.clone(),
+            refer_trans_id: e.refer_trans_id.as_deref(),
+            desc: e.desc.as_deref(),
             balance_after: e.balance_after,
             created: at,
             seq,
-        };
+        })
+        .map_err(fail)?;
         let transaction = Arc::new(transaction);
         match deferred {
             Some(deferred) => deferred.push_posting(transaction),
@@ -461,18 +463,18 @@ impl State {
         transaction: Arc<Transaction>,
         developer: Sid,
     ) -> Result<(), String> {
-        let sid = transaction.sid;
+        let sid = transaction.sid();
         if self.transactions.contains_key(&sid) {
             return Err(format!("transaction {sid} exists"));
         }
-        if let Some(reference) = &transaction.refer_trans_id {
+        if let Some(reference) = transaction.refer_trans_id() {
             if self.find_reference(developer, transaction.pay_method, reference).is_some() {
                 return Err(format!("refer_trans_id {reference:?} is taken"));
             }
             let digest = keys::reference_digest(developer, transaction.pay_method, reference);
             self.references.insert((digest, sid));
         }
-        self.account_transactions.entry(transaction.account).or_default().push_back(sid);
+        self.account_transactions.entry(transaction.account()).or_default().push_back(sid);
         let by_developer = self.developer_transactions.entry(developer).or_default();
         by_developer.push_back(Arc::clone(&transaction));
         self.transactions.insert(sid, transaction);
@@ -495,8 +497,8 @@ impl State {
             .filter_map(|(_, sid)| self.transactions.get(sid))
             .find(|transaction| {
                 transaction.pay_method == pay_method
-                    && transaction.refer_trans_id.as_deref() == Some(reference)
-                    && self.accounts.get(&transaction.account).map(|account| account.developer)
+                    && transaction.refer_trans_id() == Some(reference)
+                    && self.accounts.get(&transaction.account()).map(|account| account.developer)
                         == Some(developer)
             })
     }

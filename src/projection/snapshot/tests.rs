@@ -171,8 +171,9 @@ fn decoded_state_keeps_folding() {
     assert_eq!(decoded.state.state_hash(), folded.state.state_hash(), "the same hash");
     let developer = folded.developer;
     for reference in ["PAY-0", "PAY-18", "PAY-20", "PAY-28"] {
-        let found = decoded.state.find_reference(developer, 4, reference).map(|found| found.sid);
-        let expected = folded.state.find_reference(developer, 4, reference).map(|found| found.sid);
+        let found = decoded.state.find_reference(developer, 4, reference).map(|found| found.sid());
+        let expected =
+            folded.state.find_reference(developer, 4, reference).map(|found| found.sid());
         assert!(found.is_some(), "{reference} is found");
         assert_eq!(found, expected, "{reference} finds the same posting");
     }
@@ -202,8 +203,9 @@ fn decode_rejects_repeated_posting() {
 #[test]
 fn decode_rejects_repeated_reference() {
     let mut state = Ledger::with_postings(2).state;
-    let mut copy = Transaction::clone(&state.transaction_order[0]);
+    let mut copy = state.transaction_order[0].fields();
     copy.sid = Sid::generate(SidKind::Transaction);
+    let copy = Transaction::new(copy).expect("the copy is valid");
     state.transaction_order.push_back(Arc::new(copy));
     let result = State::decode(&state.encode());
     let rejected = matches!(&result, Err(SnapshotError::Inconsistent(reason)) if reason.contains("refer_trans_id"));
@@ -213,9 +215,10 @@ fn decode_rejects_repeated_reference() {
 #[test]
 fn decode_rejects_unknown_account() {
     let mut state = Ledger::with_postings(2).state;
-    let mut stray = Transaction::clone(&state.transaction_order[1]);
+    let mut stray = state.transaction_order[1].fields();
     stray.sid = Sid::generate(SidKind::Transaction);
     stray.account = Sid::generate(SidKind::Account);
+    let stray = Transaction::new(stray).expect("the stray is valid");
     state.transaction_order.push_back(Arc::new(stray));
     let result = State::decode(&state.encode());
     let rejected = matches!(&result, Err(SnapshotError::Inconsistent(reason)) if reason.contains("does not exist"));
@@ -263,8 +266,8 @@ fn decoded_references_match() {
     let decoded = State::decode(&ledger.state.encode()).expect("decodes");
     let first = &ledger.state.transaction_order[0];
     let developer = ledger.developer;
-    let found = decoded.find_reference(developer, 4, "PAY-0").map(|found| found.sid);
-    assert_eq!(found, Some(first.sid), "PAY-0 finds the first posting");
+    let found = decoded.find_reference(developer, 4, "PAY-0").map(|found| found.sid());
+    assert_eq!(found, Some(first.sid()), "PAY-0 finds the first posting");
     assert!(decoded.find_reference(developer, 5, "PAY-0").is_none(), "other pay method");
     assert!(decoded.find_reference(developer, 4, "PAY-1").is_none(), "posting without one");
 }
