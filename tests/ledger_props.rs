@@ -282,7 +282,7 @@ fn check_state(state: &State, run: &Run) -> Result<(), TestCaseError> {
         let postings = state.account_transactions.get(&sid).cloned().unwrap_or_default();
         let mut running = Decimal::ZERO;
         for transaction_sid in postings.iter() {
-            let transaction = &state.transactions[transaction_sid];
+            let transaction = &state.transactions[&transaction_sid];
             running += transaction.amount;
             prop_assert_eq!(
                 transaction.balance_after,

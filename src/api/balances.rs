@@ -73,13 +73,14 @@ fn last_posting_at_or_before(
     let mut high = count;
     while low < high {
         let middle = (low + high) / 2;
-        if state.transactions[&postings[middle]].created() <= at {
+        if state.transactions[&postings.get(middle)?].created() <= at {
             low = middle + 1;
         } else {
             high = middle;
         }
     }
-    (low > 0).then(|| state.transactions[&postings[low - 1]].as_ref())
+    let newest = postings.get(low.checked_sub(1)?)?;
+    Some(state.transactions[&newest].as_ref())
 }
 
 /// `POST …/balances`: a TOPUP or ADJUSTMENT.
@@ -220,7 +221,7 @@ fn list_transactions(
                 .get(&account)
                 .into_iter()
                 .flatten()
-                .filter_map(|sid| state.transactions.get(sid)),
+                .filter_map(|sid| state.transactions.get(&sid)),
         ),
         (None, Scope::All) => Box::new(state.transaction_order.iter()),
         (None, Scope::Developer(developer)) => {

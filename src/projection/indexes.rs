@@ -18,7 +18,9 @@ use im::{OrdMap, Vector};
 
 use super::parallel::{run_jobs, Job};
 use crate::domain::ids::{Sid, SidHasher};
-use crate::projection::keys::{reference_digest, ReferenceKey};
+use crate::projection::keys::{
+    reference_digest, reference_key, reference_transaction, ReferenceKey,
+};
 use crate::projection::{Account, PostingList, SortedRunMap, SortedRunSet, Transaction};
 
 /// `transaction_order` and the indexes that `State` keeps over it.
@@ -129,7 +131,7 @@ pub(super) fn section_keys(
         if let Some(reference) = transaction.refer_trans_id() {
             let developer = table.developer(rank);
             let digest = reference_digest(developer, transaction.pay_method, reference);
-            keys.references.push((digest, transaction.sid()));
+            keys.references.push(reference_key(digest, transaction.sid()));
         }
     }
     Ok(keys)
@@ -168,7 +170,7 @@ fn by_reference(
     references.sort_unstable();
     check_shared_digests(runs, table, &references)?;
     SortedRunSet::from_sorted(references)
-        .map_err(|(_, sid)| format!("transaction {sid} is listed twice"))
+        .map_err(|key| format!("transaction {} is listed twice", reference_transaction(&key)))
 }
 
 /// Compares in full the transactions whose reference keys share a digest.
@@ -187,8 +189,11 @@ fn check_shared_digests(
     if groups.is_empty() {
         return Ok(());
     }
-    let mut shared: HashMap<Sid, Option<&Transaction>> =
-        groups.iter().flat_map(|group| group.iter().map(|(_, sid)| (*sid, None))).collect();
+    let mut shared: HashMap<Sid, Option<&Transaction>> = groups
+        .iter()
+        .flat_map(|group| group.iter())
+        .map(|key| (reference_transaction(key), None))
+        .collect();
     for transaction in runs.iter().flatten() {
         if let Some(slot) = shared.get_mut(&transaction.sid()) {
             *slot = Some(transaction.as_ref());
@@ -196,7 +201,7 @@ fn check_shared_digests(
     }
     for group in groups {
         let transactions: Vec<&Transaction> =
-            group.iter().filter_map(|(_, sid)| shared[sid]).collect();
+            group.iter().filter_map(|key| shared[&reference_transaction(key)]).collect();
         for (index, first) in transactions.iter().enumerate() {
             for second in &transactions[index + 1..] {
                 let same_developer =

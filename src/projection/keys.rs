@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ids::{Sid, SidKind};
+use crate::domain::ids::{Sid, SidBits, SidKind};
 use crate::domain::posting::{pay_method_name, ADJUSTMENTS_ACCOUNT, PAY_METHODS};
 
 /// Name prefix of a sub-account's ledger account.
@@ -69,9 +69,21 @@ impl PartialEq<LedgerAccount> for String {
 }
 
 /// A key of the payment-reference index: the reference's digest and the
-/// transaction that contains it. Two references may share a digest, so
-/// each match is compared in full with its transaction.
-pub type ReferenceKey = (u64, Sid);
+/// transaction that contains it, without the id's kind (24 bytes instead
+/// of 32). Two references may share a digest, so each match is compared
+/// in full with its transaction.
+pub type ReferenceKey = (u64, SidBits);
+
+/// The key of a reference's digest in transaction `sid`.
+pub fn reference_key(digest: u64, sid: Sid) -> ReferenceKey {
+    debug_assert_eq!(sid.kind(), SidKind::Transaction, "references are in transactions");
+    (digest, sid.bits())
+}
+
+/// The transaction of a reference key.
+pub fn reference_transaction(key: &ReferenceKey) -> Sid {
+    key.1.with_kind(SidKind::Transaction)
+}
 
 /// A 64-bit keyed hash of developer, pay method and reference: std's
 /// `RandomState` (SipHash-1-3 as of Rust 1.95) with keys drawn once per
@@ -92,7 +104,7 @@ static REFERENCE_HASH_KEYS: OnceLock<RandomState> = OnceLock::new();
 /// Returns the smallest key with this digest. Every key contains a
 /// transaction sid, and no transaction sid is below value 0.
 pub fn reference_range_start(digest: u64) -> ReferenceKey {
-    (digest, Sid::new(SidKind::Transaction, 0))
+    reference_key(digest, Sid::new(SidKind::Transaction, 0))
 }
 
 #[cfg(test)]

@@ -472,7 +472,7 @@ impl State {
                 return Err(format!("refer_trans_id {reference:?} is taken"));
             }
             let digest = keys::reference_digest(developer, transaction.pay_method, reference);
-            self.references.insert((digest, sid));
+            self.references.insert(keys::reference_key(digest, sid));
         }
         self.account_transactions.entry(transaction.account()).or_default().push_back(sid);
         let by_developer = self.developer_transactions.entry(developer).or_default();
@@ -494,7 +494,7 @@ impl State {
         self.references
             .range_from(&keys::reference_range_start(digest))
             .take_while(|(candidate, _)| *candidate == digest)
-            .filter_map(|(_, sid)| self.transactions.get(sid))
+            .filter_map(|key| self.transactions.get(&keys::reference_transaction(key)))
             .find(|transaction| {
                 transaction.pay_method == pay_method
                     && transaction.refer_trans_id() == Some(reference)
