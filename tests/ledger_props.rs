@@ -282,7 +282,7 @@ fn check_state(state: &State, run: &Run) -> Result<(), TestCaseError> {
         let postings = state.account_transactions.get(&sid).cloned().unwrap_or_default();
         let mut running = Decimal::ZERO;
         for transaction_sid in postings.iter() {
-            let transaction = &state.transactions[&transaction_sid];
+            let transaction = state.transaction(transaction_sid).expect("listed posting exists");
             running += transaction.amount;
             prop_assert_eq!(
                 transaction.balance_after,
@@ -311,7 +311,7 @@ fn check_state(state: &State, run: &Run) -> Result<(), TestCaseError> {
         prop_assert_eq!(account.balance, acknowledged, "acknowledged postings of {}", sid);
     }
     for (sid, (account, amount)) in &run.posted {
-        let transaction = state.transactions.get(sid);
+        let transaction = state.transaction(*sid);
         prop_assert!(transaction.is_some(), "acknowledged posting {} is recorded", sid);
         if let Some(transaction) = transaction {
             prop_assert_eq!(transaction.account(), *account, "account of {}", sid);
@@ -351,7 +351,7 @@ fn check_result(
         Ok(Outcome::Replayed(sid)) => {
             // Replays come from a reference or an Idempotency-Key, and the
             // original agrees with the repeat in everything compared.
-            let original = state.transactions.get(sid);
+            let original = state.transaction(*sid);
             prop_assert!(original.is_some(), "replayed posting {} exists", sid);
             if let Some(original) = original {
                 prop_assert_eq!(original.account(), posting.account, "replayed account");

@@ -73,14 +73,14 @@ fn last_posting_at_or_before(
     let mut high = count;
     while low < high {
         let middle = (low + high) / 2;
-        if state.transactions[&postings.get(middle)?].created() <= at {
+        if state.transaction(postings.get(middle)?)?.created() <= at {
             low = middle + 1;
         } else {
             high = middle;
         }
     }
     let newest = postings.get(low.checked_sub(1)?)?;
-    Some(state.transactions[&newest].as_ref())
+    state.transaction(newest).map(Arc::as_ref)
 }
 
 /// `POST …/balances`: a TOPUP or ADJUSTMENT.
@@ -122,8 +122,7 @@ pub async fn post(
 
     let state = app.ledger.state();
     let (Outcome::Done(sid) | Outcome::Replayed(sid)) = outcome;
-    let transaction =
-        state.transactions.get(&sid).ok_or_else(|| ApiError::not_found("transaction"))?;
+    let transaction = state.transaction(sid).ok_or_else(|| ApiError::not_found("transaction"))?;
     let body = transaction_json(transaction);
     Ok(match outcome {
         Outcome::Done(_) => Reply::created("Transaction", body),
@@ -142,7 +141,7 @@ pub async fn fetch_transaction(
     call.finish_params()?;
     let account = visible_account(&call.state, scope, &path.0)?;
     let sid = path_sid(&path.1, SidKind::Transaction, "transaction")?;
-    match call.state.transactions.get(&sid) {
+    match call.state.transaction(sid) {
         Some(transaction) if transaction.account() == account.sid => {
             Ok(Reply::ok("Transaction", transaction_json(transaction)))
         }
@@ -221,7 +220,7 @@ fn list_transactions(
                 .get(&account)
                 .into_iter()
                 .flatten()
-                .filter_map(|sid| state.transactions.get(&sid)),
+                .filter_map(|sid| state.transaction(sid)),
         ),
         (None, Scope::All) => Box::new(state.transaction_order.iter()),
         (None, Scope::Developer(developer)) => {

@@ -544,7 +544,7 @@ fn decide_one(
     // A key on a request that repeats an earlier posting is bound to that
     // posting too, so that the key answers the same way from now on.
     if let (Outcome::Replayed(resource), Some(_)) = (decision.outcome, &context.idempotency) {
-        if let Some(transaction) = working.transactions.get(&resource) {
+        if let Some(transaction) = working.transaction(resource) {
             let stream = transaction.account();
             events.push(Event::IdempotencyKeyRecorded(IdempotencyKeyRecorded { stream, resource }));
         }

@@ -109,7 +109,7 @@ impl BulkFold {
         state.developer_transactions = built.developer_transactions;
 
         for (record_seq, resource, account) in idempotency {
-            match state.transactions.get(&resource) {
+            match state.transaction(resource) {
                 Some(transaction)
                     if transaction.seq < record_seq && transaction.account() == account => {}
                 Some(transaction) if transaction.seq < record_seq => {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use im::{OrdMap, Vector};
 
 use super::parallel::{run_jobs, Job};
-use crate::domain::ids::{Sid, SidHasher};
+use crate::domain::ids::{Sid, SidBits, SidHasher, SidKind};
 use crate::projection::keys::{
     reference_digest, reference_key, reference_transaction, ReferenceKey,
 };
@@ -26,7 +26,7 @@ use crate::projection::{Account, PostingList, SortedRunMap, SortedRunSet, Transa
 /// `transaction_order` and the indexes that `State` keeps over it.
 pub(super) struct Indexes {
     pub transaction_order: Vector<Arc<Transaction>>,
-    pub transactions: SortedRunMap<Sid, Arc<Transaction>>,
+    pub transactions: SortedRunMap<SidBits, Arc<Transaction>>,
     pub references: SortedRunSet<ReferenceKey>,
     pub account_transactions: OrdMap<Sid, PostingList>,
     pub developer_transactions: OrdMap<Sid, Vector<Arc<Transaction>>>,
@@ -35,7 +35,7 @@ pub(super) struct Indexes {
 /// The result of one index job.
 enum Built {
     Order(Vector<Arc<Transaction>>),
-    Transactions(SortedRunMap<Sid, Arc<Transaction>>),
+    Transactions(SortedRunMap<SidBits, Arc<Transaction>>),
     References(SortedRunSet<ReferenceKey>),
     Accounts(OrdMap<Sid, PostingList>),
     Developers(OrdMap<Sid, Vector<Arc<Transaction>>>),
@@ -145,14 +145,18 @@ fn ranked<'a>(
     runs.iter().zip(keys).flat_map(|(run, keys)| run.iter().zip(keys.ranks.iter().copied()))
 }
 
-fn by_sid(runs: &[Vec<Arc<Transaction>>]) -> Result<SortedRunMap<Sid, Arc<Transaction>>, String> {
+fn by_sid(
+    runs: &[Vec<Arc<Transaction>>],
+) -> Result<SortedRunMap<SidBits, Arc<Transaction>>, String> {
     let count = runs.iter().map(Vec::len).sum();
-    let mut by_sid: Vec<(Sid, Arc<Transaction>)> = Vec::with_capacity(count);
+    let mut by_sid: Vec<(SidBits, Arc<Transaction>)> = Vec::with_capacity(count);
     for transaction in runs.iter().flatten() {
-        by_sid.push((transaction.sid(), Arc::clone(transaction)));
+        by_sid.push((transaction.sid().bits(), Arc::clone(transaction)));
     }
     by_sid.sort_unstable_by_key(|(sid, _)| *sid);
-    SortedRunMap::from_sorted(by_sid).map_err(|sid| format!("transaction {sid} is listed twice"))
+    SortedRunMap::from_sorted(by_sid).map_err(|bits| {
+        format!("transaction {} is listed twice", bits.with_kind(SidKind::Transaction))
+    })
 }
 
 /// Sorts the reference keys. Keys with one digest are adjacent then, and

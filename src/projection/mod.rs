@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::events::BalancePosted;
 use crate::domain::events::{AccountStatus, Event, EventMeta};
-use crate::domain::ids::Sid;
+use crate::domain::ids::{Sid, SidBits, SidKind};
 use crate::domain::money::{checked_add, Currency};
 use crate::domain::text::fold_name;
 use crate::store::RecordedEvent;
@@ -82,10 +82,11 @@ pub struct State {
     /// Every transaction in posting order. A snapshot stores the
     /// transactions only here and rebuilds the indexes below from it.
     pub transaction_order: Vector<Arc<Transaction>>,
-    /// Transactions by sid. A snapshot start builds it, and `references`,
-    /// as a sorted run in one pass (see `sorted_run`).
+    /// Transactions by sid, without the sid's kind; read through
+    /// `transaction`. A snapshot start builds it, and `references`, as a
+    /// sorted run in one pass (see `sorted_run`).
     #[serde(skip)]
-    pub transactions: SortedRunMap<Sid, Arc<Transaction>>,
+    pub transactions: SortedRunMap<SidBits, Arc<Transaction>>,
     /// Each sub-account's transactions in posting order.
     #[serde(skip)]
     pub account_transactions: OrdMap<Sid, PostingList>,
@@ -357,8 +358,7 @@ impl State {
             }
             Event::IdempotencyKeyRecorded(e) => {
                 let transaction = self
-                    .transactions
-                    .get(&e.resource)
+                    .transaction(e.resource)
                     .ok_or_else(|| missing(seq, "transaction", e.resource))?;
                 if transaction.account() != e.stream || meta.idempotency.is_none() {
                     let reason = format!("idempotency record for {} is inconsistent", e.resource);
@@ -464,7 +464,7 @@ impl State {
         developer: Sid,
     ) -> Result<(), String> {
         let sid = transaction.sid();
-        if self.transactions.contains_key(&sid) {
+        if self.transaction(sid).is_some() {
             return Err(format!("transaction {sid} exists"));
         }
         if let Some(reference) = transaction.refer_trans_id() {
@@ -477,8 +477,16 @@ impl State {
         self.account_transactions.entry(transaction.account()).or_default().push_back(sid);
         let by_developer = self.developer_transactions.entry(developer).or_default();
         by_developer.push_back(Arc::clone(&transaction));
-        self.transactions.insert(sid, transaction);
+        self.transactions.insert(sid.bits(), transaction);
         Ok(())
+    }
+
+    /// The transaction with this sid; `None` for a sid of another kind.
+    pub fn transaction(&self, sid: Sid) -> Option<&Arc<Transaction>> {
+        if sid.kind() != SidKind::Transaction {
+            return None;
+        }
+        self.transactions.get(&sid.bits())
     }
 
     /// Finds the transaction that used `reference` with this developer and
@@ -494,7 +502,7 @@ impl State {
         self.references
             .range_from(&keys::reference_range_start(digest))
             .take_while(|(candidate, _)| *candidate == digest)
-            .filter_map(|key| self.transactions.get(&keys::reference_transaction(key)))
+            .filter_map(|key| self.transaction(keys::reference_transaction(key)))
             .find(|transaction| {
                 transaction.pay_method == pay_method
                     && transaction.refer_trans_id() == Some(reference)

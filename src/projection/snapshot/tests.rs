@@ -357,3 +357,17 @@ fn decode_from_reports_failed_reads() {
         assert!(failed, "a failed read at {offset}: {result:?}");
     }
 }
+
+#[test]
+fn transaction_found_only_by_its_own_kind() {
+    let state = Ledger::with_postings(2).state;
+    for decoded in [false, true] {
+        let state =
+            if decoded { State::decode(&state.encode()).expect("decodes") } else { state.clone() };
+        let sid = state.transaction_order[1].sid();
+        let found = state.transaction(sid).map(|transaction| transaction.sid());
+        assert_eq!(found, Some(sid), "by its sid, decoded {decoded}");
+        let same_bits = Sid::new(SidKind::Account, sid.value());
+        assert!(state.transaction(same_bits).is_none(), "by an account id, decoded {decoded}");
+    }
+}
