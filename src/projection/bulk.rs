@@ -107,6 +107,7 @@ impl BulkFold {
         state.references = built.references;
         state.account_transactions = built.account_transactions;
         state.developer_transactions = built.developer_transactions;
+        state.compact_views();
 
         for (record_seq, resource, account) in idempotency {
             match state.transaction(resource) {

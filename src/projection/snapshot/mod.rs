@@ -27,8 +27,8 @@ use super::indexes::{self, AccountTable, SectionKeys};
 use super::keys::LedgerAccount;
 use super::parallel::{run_jobs, Job};
 use super::{
-    Account, Developer, IdempotencyKey, IdempotentRequest, SipAccount, SipAlias, SipNameKey, State,
-    Transaction,
+    Account, Developer, IdempotencyKey, IdempotentRequest, SipAccount, SipAlias, SipNameKey,
+    SortedRunMap, State, Transaction,
 };
 use crate::domain::ids::Sid;
 use crate::domain::money::Currency;
@@ -76,7 +76,7 @@ type CoreViews = (
     DecodedMap<Sid, Arc<Account>>,
     Vector<Sid>,
     DecodedMap<Sid, Vector<Sid>>,
-    DecodedMap<Arc<str>, Sid>,
+    SortedRunMap<Arc<str>, Sid>,
     DecodedMap<Arc<IdempotencyKey>, Arc<IdempotentRequest>>,
     DecodedMap<(LedgerAccount, Currency), Decimal>,
     DecodedMap<Sid, u64>,
@@ -84,11 +84,11 @@ type CoreViews = (
 
 /// The second section: the SIP accounts, their aliases and names.
 type SipViews = (
-    DecodedMap<Sid, Arc<SipAccount>>,
-    DecodedMap<Sid, Vector<Sid>>,
-    DecodedMap<Sid, Vector<Sid>>,
-    DecodedMap<Sid, Arc<SipAlias>>,
-    DecodedMap<Arc<SipNameKey>, Sid>,
+    SortedRunMap<Sid, Arc<SipAccount>>,
+    SortedRunMap<Sid, Vector<Sid>>,
+    SortedRunMap<Sid, Vector<Sid>>,
+    SortedRunMap<Sid, Arc<SipAlias>>,
+    SortedRunMap<Arc<SipNameKey>, Sid>,
 );
 
 /// An `OrdMap` decoded without reserving room for the entry count that the
@@ -294,12 +294,12 @@ impl State {
             accounts: accounts.0,
             account_order,
             developer_accounts: developer_accounts.0,
-            logins: logins.0,
-            sip_accounts: sip_accounts.0,
-            account_sip_accounts: account_sip_accounts.0,
-            account_sip_history: account_sip_history.0,
-            sip_aliases: sip_aliases.0,
-            sip_names: sip_names.0,
+            logins,
+            sip_accounts,
+            account_sip_accounts,
+            account_sip_history,
+            sip_aliases,
+            sip_names,
             transaction_order: indexes.transaction_order,
             transactions: indexes.transactions,
             account_transactions: indexes.account_transactions,
