@@ -487,8 +487,8 @@ impl State {
     }
 
     /// Moves the logins and the SIP views into sorted runs, the form that a
-    /// snapshot start gives them, which takes about a third of the memory
-    /// of an `OrdMap` (see `sorted_run`).
+    /// snapshot start gives them, which takes less than half the memory of
+    /// an `OrdMap` (see `sorted_run`).
     pub fn compact_views(&mut self) {
         self.logins.compact();
         self.sip_accounts.compact();

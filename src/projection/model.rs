@@ -151,7 +151,7 @@ pub struct TransactionFields<'a> {
 }
 
 impl Transaction {
-    /// Builds a posting, or says which field it cannot hold: an id of
+    /// Builds a posting, or returns the field it cannot hold: an id of
     /// another kind, or a reference of 65,535 bytes or more. `created` is
     /// kept to the microsecond.
     pub fn new(fields: TransactionFields<'_>) -> Result<Transaction, String> {
@@ -191,7 +191,7 @@ impl Transaction {
         })
     }
 
-    /// The posting's fields, for a copy with some of them changed.
+    /// Returns the posting's fields, for a copy with some of them changed.
     pub fn fields(&self) -> TransactionFields<'_> {
         TransactionFields {
             sid: self.sid(),
@@ -212,7 +212,7 @@ impl Transaction {
         self.sid.with_kind(SidKind::Transaction)
     }
 
-    /// The sub-account posted to.
+    /// Returns the sub-account posted to.
     pub fn account(&self) -> Sid {
         self.account.with_kind(SidKind::Account)
     }
