@@ -292,6 +292,9 @@ where
         while let Some(entry) = map.next_entry()? {
             entries.push(entry);
         }
+        // A map of more than `RESERVED_ENTRIES_MAX` entries grew by
+        // doubling, which can leave almost half of the run unused.
+        entries.shrink_to_fit();
         SortedRunMap::from_sorted(entries)
             .map_err(|_| serde::de::Error::custom("map keys are not in increasing order"))
     }
