@@ -101,7 +101,7 @@ impl BulkFold {
             .map(|run| Box::new(move || indexes::section_keys(run, table)) as Job<'_, _>)
             .collect();
         let keys = run_jobs(jobs).into_iter().collect::<Result<Vec<_>, _>>().map_err(fail)?;
-        let built = indexes::build(&runs, &keys, table).map_err(fail)?;
+        let built = indexes::build(&runs, keys, table).map_err(fail)?;
         state.transaction_order = built.transaction_order;
         state.transactions = built.transactions;
         state.references = built.references;

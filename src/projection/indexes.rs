@@ -87,17 +87,22 @@ pub(super) struct SectionKeys {
 /// the `section_keys` of each run.
 pub(super) fn build(
     runs: &[Vec<Arc<Transaction>>],
-    keys: &[SectionKeys],
+    keys: Vec<SectionKeys>,
     table: &AccountTable,
 ) -> Result<Indexes, String> {
+    // The reference keys move into the job that sorts them, which frees
+    // each section's keys as soon as it has copied them.
+    let (ranks, references): (Vec<Vec<u32>>, Vec<Vec<ReferenceKey>>) =
+        keys.into_iter().map(|section| (section.ranks, section.references)).unzip();
+    let ranks = &ranks;
     // Jobs in order of decreasing run time, so that the last two finish
     // close together.
     let jobs: Vec<Job<'_, Result<Built, String>>> = vec![
         Box::new(move || by_sid(runs).map(Built::Transactions)),
-        Box::new(move || by_account(runs, keys, table).map(Built::Accounts)),
-        Box::new(move || by_reference(runs, keys, table).map(Built::References)),
+        Box::new(move || Ok(Built::Accounts(by_account(runs, ranks, table)))),
+        Box::new(move || by_reference(runs, references, table).map(Built::References)),
         Box::new(move || Ok(Built::Order(runs.iter().flatten().cloned().collect()))),
-        Box::new(move || Ok(Built::Developers(by_developer(runs, keys, table)))),
+        Box::new(move || Ok(Built::Developers(by_developer(runs, ranks, table)))),
     ];
     let mut indexes = Indexes {
         transaction_order: Vector::new(),
@@ -140,9 +145,9 @@ pub(super) fn section_keys(
 /// Returns each posting with the rank of its sub-account, in posting order.
 fn ranked<'a>(
     runs: &'a [Vec<Arc<Transaction>>],
-    keys: &'a [SectionKeys],
+    ranks: &'a [Vec<u32>],
 ) -> impl Iterator<Item = (&'a Arc<Transaction>, u32)> {
-    runs.iter().zip(keys).flat_map(|(run, keys)| run.iter().zip(keys.ranks.iter().copied()))
+    runs.iter().zip(ranks).flat_map(|(run, ranks)| run.iter().zip(ranks.iter().copied()))
 }
 
 fn by_sid(
@@ -163,13 +168,13 @@ fn by_sid(
 /// any two of them must differ in developer, pay method or reference.
 fn by_reference(
     runs: &[Vec<Arc<Transaction>>],
-    keys: &[SectionKeys],
+    sections: Vec<Vec<ReferenceKey>>,
     table: &AccountTable,
 ) -> Result<SortedRunSet<ReferenceKey>, String> {
-    let count = keys.iter().map(|section| section.references.len()).sum();
+    let count = sections.iter().map(Vec::len).sum();
     let mut references: Vec<ReferenceKey> = Vec::with_capacity(count);
-    for section in keys {
-        references.extend_from_slice(&section.references);
+    for section in sections {
+        references.extend(section);
     }
     references.sort_unstable();
     check_shared_digests(runs, table, &references)?;
@@ -223,38 +228,52 @@ fn check_shared_digests(
 }
 
 /// Groups the sids by sub-account rank, which is sid order, so the map is
-/// built in key order.
+/// built in key order. A counting sort puts every sid into one array, each
+/// sub-account's in posting order, and each list is then copied from its
+/// slice of it.
 fn by_account(
     runs: &[Vec<Arc<Transaction>>],
-    keys: &[SectionKeys],
+    ranks: &[Vec<u32>],
     table: &AccountTable,
-) -> Result<OrdMap<Sid, PostingList>, String> {
-    let mut counts = vec![0usize; table.accounts.len()];
-    for section in keys {
-        for rank in &section.ranks {
-            counts[*rank as usize] += 1;
+) -> OrdMap<Sid, PostingList> {
+    // `next[rank]` is first the count of the sub-account's postings, then
+    // the position of its next sid, and after the filling the end of its
+    // slice, which is where the next sub-account's slice starts.
+    let mut next = vec![0usize; table.accounts.len()];
+    for rank in ranks.iter().flatten() {
+        next[*rank as usize] += 1;
+    }
+    let mut total = 0;
+    for slot in &mut next {
+        let count = *slot;
+        *slot = total;
+        total += count;
+    }
+    let mut sids = vec![Sid::new(SidKind::Transaction, 0).bits(); total];
+    for (transaction, rank) in ranked(runs, ranks) {
+        let position = &mut next[rank as usize];
+        sids[*position] = transaction.sid().bits();
+        *position += 1;
+    }
+    let mut start = 0;
+    let mut lists = Vec::new();
+    for (end, (account, _)) in next.into_iter().zip(&table.accounts) {
+        if end > start {
+            lists.push((*account, PostingList::from_transaction_bits(&sids[start..end])));
         }
+        start = end;
     }
-    let mut by_rank: Vec<Vec<Sid>> = counts.into_iter().map(Vec::with_capacity).collect();
-    for (transaction, rank) in ranked(runs, keys) {
-        by_rank[rank as usize].push(transaction.sid());
-    }
-    let lists = by_rank
-        .into_iter()
-        .zip(&table.accounts)
-        .filter(|(ids, _)| !ids.is_empty())
-        .map(|(ids, (account, _))| (*account, PostingList::from(ids)));
-    Ok(lists.collect())
+    lists.into_iter().collect()
 }
 
 fn by_developer(
     runs: &[Vec<Arc<Transaction>>],
-    keys: &[SectionKeys],
+    ranks: &[Vec<u32>],
     table: &AccountTable,
 ) -> OrdMap<Sid, Vector<Arc<Transaction>>> {
     let mut by_developer: HashMap<Sid, Vector<Arc<Transaction>>, BuildHasherDefault<SidHasher>> =
         HashMap::default();
-    for (transaction, rank) in ranked(runs, keys) {
+    for (transaction, rank) in ranked(runs, ranks) {
         let developer = table.developer(rank);
         by_developer.entry(developer).or_default().push_back(Arc::clone(transaction));
     }

@@ -140,6 +140,17 @@ impl<'a> IntoIterator for &'a PostingList {
     }
 }
 
+impl PostingList {
+    /// Builds a list of the transaction ids whose bits `ids` contains.
+    pub(crate) fn from_transaction_bits(ids: &[SidBits]) -> PostingList {
+        if ids.len() <= SHORT_MAX {
+            PostingList::Short(Arc::from(ids))
+        } else {
+            PostingList::Long(Arc::new(ids.iter().copied().collect()))
+        }
+    }
+}
+
 /// A list of transaction ids.
 ///
 /// # Panics

@@ -274,7 +274,7 @@ impl State {
         let core = core.expect("the core section was decoded");
         let sip = sip.expect("the SIP section was decoded");
         let table = table.get().and_then(Option::as_ref).expect("the core job built the table");
-        let indexes = indexes::build(&runs, &keys, table).map_err(SnapshotError::Inconsistent)?;
+        let indexes = indexes::build(&runs, keys, table).map_err(SnapshotError::Inconsistent)?;
         let (
             last_seq,
             developers,
