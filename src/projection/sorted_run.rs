@@ -88,7 +88,7 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         let in_run = self.run_entry(&key).map(|(_, value)| value.clone());
         let was_removed = !self.removed.is_empty() && self.removed.remove(&key).is_some();
-        match self.later.insert(key, value) {
+        let previous = match self.later.insert(key, value) {
             Some(previous) => Some(previous),
             None => {
                 if in_run.is_some() {
@@ -96,7 +96,9 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
                 }
                 in_run.filter(|_| !was_removed)
             }
-        }
+        };
+        self.compact_if_stale();
+        previous
     }
 
     /// Removes an entry and returns its value.
@@ -109,6 +111,7 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
             if let Some((run_key, _)) = in_run {
                 self.replaced -= 1;
                 self.removed.insert(run_key);
+                self.compact_if_stale();
             }
             return Some(value);
         }
@@ -117,7 +120,18 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
             return None;
         }
         self.removed.insert(run_key);
+        self.compact_if_stale();
         Some(value)
+    }
+
+    /// Rebuilds the run once more than half of its entries are replaced or
+    /// removed. Until then the run still holds their keys and old values,
+    /// and rebuilding after that many changes keeps the cost per change
+    /// constant on average.
+    fn compact_if_stale(&mut self) {
+        if (self.replaced + self.removed.len()) * 2 > self.run.len() {
+            self.compact();
+        }
     }
 
     /// Rebuilds the run from every entry, so that the later layers are
@@ -586,5 +600,22 @@ mod tests {
                 proptest::prop_assert_eq!(from, expected, "range from {}", key);
             }
         }
+    }
+
+    #[test]
+    fn replaced_values_are_freed() {
+        let old: Vec<Arc<u32>> = (0..1000).map(Arc::new).collect();
+        let entries = old.iter().enumerate().map(|(key, value)| (key, Arc::clone(value))).collect();
+        let mut map = SortedRunMap::from_sorted(entries).expect("sorted keys");
+        for key in 0..1000 {
+            map.insert(key, Arc::new(0));
+        }
+        let held = old.iter().filter(|value| Arc::strong_count(value) > 1).count();
+        assert!(held <= 500, "the run still holds {held} of 1,000 replaced values");
+        for key in 0..1000 {
+            map.remove(&key);
+        }
+        assert!(map.is_empty(), "every key removed");
+        assert!(map.run.len() <= 500, "the run keeps {} removed entries", map.run.len());
     }
 }
