@@ -31,4 +31,5 @@ mod input;
 mod metrics;
 mod openapi;
 mod sip;
+mod sip_restarts;
 mod smoke;
