@@ -113,7 +113,7 @@ impl Sid {
         self.kind
     }
 
-    /// The 128 bits without the kind.
+    /// Returns the 128 bits without the kind.
     pub fn bits(self) -> SidBits {
         SidBits { high: self.high, low: self.low }
     }

@@ -74,13 +74,13 @@ impl PartialEq<LedgerAccount> for String {
 /// in full with its transaction.
 pub type ReferenceKey = (u64, SidBits);
 
-/// The key of a reference's digest in transaction `sid`.
+/// Builds the key of a reference's digest in transaction `sid`.
 pub fn reference_key(digest: u64, sid: Sid) -> ReferenceKey {
     debug_assert_eq!(sid.kind(), SidKind::Transaction, "references are in transactions");
     (digest, sid.bits())
 }
 
-/// The transaction of a reference key.
+/// Returns the transaction of a reference key.
 pub fn reference_transaction(key: &ReferenceKey) -> Sid {
     key.1.with_kind(SidKind::Transaction)
 }

@@ -498,7 +498,7 @@ impl State {
         self.sip_names.compact();
     }
 
-    /// The transaction with this sid; `None` for a sid of another kind.
+    /// Finds the transaction with this sid. A sid of another kind finds none.
     pub fn transaction(&self, sid: Sid) -> Option<&Arc<Transaction>> {
         if sid.kind() != SidKind::Transaction {
             return None;

@@ -105,11 +105,11 @@ impl PostingType {
 
 /// A posting. Its developer is the sub-account's, which never changes.
 ///
-/// A million postings make up most of the state, so a posting is kept in
-/// 104 bytes (120 with its `Arc`, an allocation of 128 bytes) instead of
-/// the 144 that plain fields take: the two ids without their kinds, which
-/// are fixed, the two texts in one allocation, and the time as
-/// microseconds. It serializes as those plain fields, in their order.
+/// A million postings make up most of the state, so a posting takes 104
+/// bytes instead of the 144 of plain fields. With its `Arc` that is an
+/// allocation of 128 bytes. The two ids drop their kinds, which are fixed,
+/// the two texts share one allocation, and the time is kept in
+/// microseconds. It serializes as the plain fields, in their order.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Transaction {
     sid: SidBits,

@@ -1,22 +1,24 @@
 //! A persistent sorted map for the indexes and views that a snapshot start
-//! builds in bulk: a sorted run of entries, built once from sorted data and
-//! shared behind an `Arc`, an `im::OrdMap` of the entries inserted after
-//! it, and an `im::OrdSet` of the run's keys removed after it.
+//! builds in bulk. It has three layers: a sorted run of entries, built once
+//! from sorted data and shared behind an `Arc`, an `im::OrdMap` of the
+//! entries inserted after it, and an `im::OrdSet` of the run's keys
+//! removed after it.
 //!
 //! Inserting the 1,000,000 sorted sids of `loadgen scale` into an
 //! `im::OrdMap` one by one took about 0.3 s on a 2-core VM, and left its
 //! nodes half full. Building the run is one check over data that is sorted
 //! already. Inserts after that go to the `OrdMap`, so cloning the map stays
-//! cheap, and a state folded from the log without a snapshot keeps every
-//! entry there. Equality, iteration and `len` see one map whatever the
+//! cheap, and a state folded one event at a time keeps every entry
+//! there. Equality, iteration and `len` see one map whatever the
 //! layer of each entry.
 //!
-//! A run also takes less memory: an `im::OrdMap` node holds 64 entries and
-//! 65 child pointers, leaves included, and nodes filled in random order
+//! A run also takes less memory: an `im::OrdMap` node contains 64 entries
+//! and 65 child pointers, leaves included, and nodes filled in random order
 //! are about half full. With 100,000 sub-accounts, each with a SIP account
 //! and an alias, keeping the logins and the SIP views as runs cut the RSS
 //! after a snapshot start by 56 MiB. Maps that change with every posting
-//! stay `OrdMap`s, since their changes would pile up in the later layer.
+//! stay `OrdMap`s, since their changes would fill the later layers and
+//! rebuild the run again and again.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -125,7 +127,7 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
     }
 
     /// Rebuilds the run once more than half of its entries are replaced or
-    /// removed. Until then the run still holds their keys and old values,
+    /// removed. Until then the run keeps their keys and old values,
     /// and rebuilding after that many changes keeps the cost per change
     /// constant on average.
     fn compact_if_stale(&mut self) {
@@ -168,7 +170,7 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
         }
     }
 
-    /// The run's value for `key`, unless the key was removed.
+    /// Finds the run's value for `key`, unless the key was removed.
     fn run_get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
@@ -180,7 +182,7 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
         Some(value)
     }
 
-    /// The run's entry for `key`, removed or not.
+    /// Finds the run's entry for `key`, removed or not.
     fn run_entry<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&(K, V)>
     where
         K: Borrow<Q>,
