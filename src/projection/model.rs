@@ -107,8 +107,8 @@ impl PostingType {
 ///
 /// A million postings make up most of the state, so a posting takes 104
 /// bytes instead of the 144 of plain fields. With its `Arc` that is an
-/// allocation of 128 bytes. The two ids drop their kinds, which are fixed,
-/// the two texts share one allocation, and the time is kept in
+/// allocation of 128 bytes. The two ids drop their kinds, which are fixed.
+/// The two texts share one allocation, and the time is stored in
 /// microseconds. It serializes as the plain fields, in their order.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Transaction {
@@ -485,9 +485,14 @@ mod tests {
         let error = Transaction::new(fields(Some(&long), None)).unwrap_err();
         assert!(error.contains("65535 bytes"), "long reference: {error}");
         let longest = "r".repeat(usize::from(u16::MAX) - 1);
-        let kept = Transaction::new(fields(Some(&longest), Some("d"))).expect("longest reference");
-        assert_eq!(kept.refer_trans_id().map(str::len), Some(longest.len()), "longest reference");
-        assert_eq!(kept.desc(), Some("d"), "desc after the longest reference");
+        let transaction =
+            Transaction::new(fields(Some(&longest), Some("d"))).expect("longest reference");
+        assert_eq!(
+            transaction.refer_trans_id().map(str::len),
+            Some(longest.len()),
+            "longest reference"
+        );
+        assert_eq!(transaction.desc(), Some("d"), "desc after the longest reference");
 
         let mut plain = plain(&fields(None, None));
         plain.sid = Sid::generate(SidKind::SipAlias);

@@ -8,9 +8,9 @@
 //! `im::OrdMap` one by one took about 0.3 s on a 2-core VM, and left its
 //! nodes half full. Building the run is one check over data that is sorted
 //! already. Inserts after that go to the `OrdMap`, so cloning the map stays
-//! cheap, and a state folded one event at a time keeps every entry
-//! there. Equality, iteration and `len` see one map whatever the
-//! layer of each entry.
+//! cheap, and a state folded one event at a time keeps every entry there.
+//! Equality, iteration and `len` see one map whatever the layer of each
+//! entry.
 //!
 //! A run also takes less memory: an `im::OrdMap` node contains 64 entries
 //! and 65 child pointers, leaves included, and nodes filled in random order
@@ -612,8 +612,8 @@ mod tests {
         for key in 0..1000 {
             map.insert(key, Arc::new(0));
         }
-        let held = old.iter().filter(|value| Arc::strong_count(value) > 1).count();
-        assert!(held <= 500, "the run still holds {held} of 1,000 replaced values");
+        let retained = old.iter().filter(|value| Arc::strong_count(value) > 1).count();
+        assert!(retained <= 500, "the run still contains {retained} of 1,000 replaced values");
         for key in 0..1000 {
             map.remove(&key);
         }
