@@ -28,7 +28,7 @@ pub(super) struct Indexes {
     pub transaction_order: Vector<Arc<Transaction>>,
     pub transactions: SortedRunMap<SidBits, Arc<Transaction>>,
     pub references: SortedRunSet<ReferenceKey>,
-    pub account_transactions: OrdMap<Sid, PostingList>,
+    pub account_transactions: SortedRunMap<Sid, PostingList>,
     pub developer_transactions: OrdMap<Sid, Vector<Arc<Transaction>>>,
 }
 
@@ -37,7 +37,7 @@ enum Built {
     Order(Vector<Arc<Transaction>>),
     Transactions(SortedRunMap<SidBits, Arc<Transaction>>),
     References(SortedRunSet<ReferenceKey>),
-    Accounts(OrdMap<Sid, PostingList>),
+    Accounts(SortedRunMap<Sid, PostingList>),
     Developers(OrdMap<Sid, Vector<Arc<Transaction>>>),
 }
 
@@ -49,7 +49,7 @@ pub(super) struct AccountTable {
 }
 
 impl AccountTable {
-    pub fn new(accounts: &OrdMap<Sid, Arc<Account>>) -> AccountTable {
+    pub fn new(accounts: &SortedRunMap<Sid, Arc<Account>>) -> AccountTable {
         let mut table = AccountTable {
             accounts: Vec::with_capacity(accounts.len()),
             ranks: HashMap::with_capacity_and_hasher(accounts.len(), Default::default()),
@@ -108,7 +108,7 @@ pub(super) fn build(
         transaction_order: Vector::new(),
         transactions: SortedRunMap::default(),
         references: SortedRunSet::default(),
-        account_transactions: OrdMap::new(),
+        account_transactions: SortedRunMap::default(),
         developer_transactions: OrdMap::new(),
     };
     for built in run_jobs(jobs) {
@@ -235,7 +235,7 @@ fn by_account(
     runs: &[Vec<Arc<Transaction>>],
     ranks: &[Vec<u32>],
     table: &AccountTable,
-) -> OrdMap<Sid, PostingList> {
+) -> SortedRunMap<Sid, PostingList> {
     // `next[rank]` is first the count of the sub-account's postings, then
     // the position of its next sid, and after the filling the end of its
     // slice, which is where the next sub-account's slice starts.
@@ -263,7 +263,7 @@ fn by_account(
         }
         start = end;
     }
-    lists.into_iter().collect()
+    SortedRunMap::from_sorted(lists).expect("the table's sub-accounts are in sid order")
 }
 
 fn by_developer(

@@ -63,7 +63,7 @@ pub struct State {
     /// Sequence number of the last event folded in.
     pub last_seq: u64,
     pub developers: OrdMap<Sid, Arc<Developer>>,
-    pub accounts: OrdMap<Sid, Arc<Account>>,
+    pub accounts: SortedRunMap<Sid, Arc<Account>>,
     /// Every sub-account in creation order.
     pub account_order: Vector<Sid>,
     /// Each developer's sub-accounts in creation order.
@@ -89,7 +89,7 @@ pub struct State {
     pub transactions: SortedRunMap<SidBits, Arc<Transaction>>,
     /// Each sub-account's transactions in posting order.
     #[serde(skip)]
-    pub account_transactions: OrdMap<Sid, PostingList>,
+    pub account_transactions: SortedRunMap<Sid, PostingList>,
     /// Each developer's transactions in posting order.
     #[serde(skip)]
     pub developer_transactions: OrdMap<Sid, Vector<Arc<Transaction>>>,
@@ -100,8 +100,8 @@ pub struct State {
     pub idempotency: OrdMap<Arc<IdempotencyKey>, Arc<IdempotentRequest>>,
     /// Balance of every ledger account (sub-accounts and contra accounts) by
     /// currency. All of them together sum to zero per currency.
-    pub ledger_balances: OrdMap<(LedgerAccount, Currency), Decimal>,
-    pub stream_versions: OrdMap<Sid, u64>,
+    pub ledger_balances: SortedRunMap<(LedgerAccount, Currency), Decimal>,
+    pub stream_versions: SortedRunMap<Sid, u64>,
 }
 
 /// An event that does not fit the state it is applied to: the log is
@@ -380,7 +380,13 @@ impl State {
         }
         self.apply_idempotency(meta);
         self.last_seq = seq;
-        *self.stream_versions.entry(event.stream()).or_insert(0) += 1;
+        let stream = event.stream();
+        match self.stream_versions.get_mut(&stream) {
+            Some(version) => *version += 1,
+            None => {
+                self.stream_versions.insert(stream, 1);
+            }
+        }
         Ok(())
     }
 
@@ -422,9 +428,11 @@ impl State {
         }
         for (ledger_account, amount) in [(own_account, own.amount), (contra_account, contra.amount)]
         {
-            let entry = self.ledger_balances.entry((ledger_account, e.currency)).or_default();
-            *entry = checked_add(*entry, amount)
-                .ok_or_else(|| fail("ledger balance overflows".into()))?;
+            let key = (ledger_account, e.currency);
+            let balance = self.ledger_balances.get(&key).copied().unwrap_or_default();
+            let balance =
+                checked_add(balance, amount).ok_or_else(|| fail("ledger balance overflows".into()))?;
+            self.ledger_balances.insert(key, balance);
         }
 
         // In place when no published state shares the account, as during
@@ -479,17 +487,27 @@ impl State {
             let digest = keys::reference_digest(developer, transaction.pay_method, reference);
             self.references.insert(keys::reference_key(digest, sid));
         }
-        self.account_transactions.entry(transaction.account()).or_default().push_back(sid);
+        match self.account_transactions.get_mut(&transaction.account()) {
+            Some(postings) => postings.push_back(sid),
+            None => {
+                let mut postings = PostingList::default();
+                postings.push_back(sid);
+                self.account_transactions.insert(transaction.account(), postings);
+            }
+        }
         let by_developer = self.developer_transactions.entry(developer).or_default();
         by_developer.push_back(Arc::clone(&transaction));
         self.transactions.insert(sid.bits(), transaction);
         Ok(())
     }
 
-    /// Moves the logins and the SIP views into sorted runs, the form that a
-    /// snapshot start gives them, which takes less than half the memory of
-    /// an `OrdMap` (see `sorted_run`).
+    /// Moves the views other than the posting indexes into sorted runs, the
+    /// form that a snapshot start gives them, which takes less than half the
+    /// memory of an `OrdMap` (see `sorted_run`).
     pub fn compact_views(&mut self) {
+        self.accounts.compact();
+        self.ledger_balances.compact();
+        self.stream_versions.compact();
         self.logins.compact();
         self.sip_accounts.compact();
         self.account_sip_accounts.compact();

@@ -16,9 +16,17 @@
 //! and 65 child pointers, leaves included, and nodes filled in random order
 //! are about half full. With 100,000 sub-accounts, each with a SIP account
 //! and an alias, keeping the logins and the SIP views as runs cut the RSS
-//! after a snapshot start by 56 MiB. Maps that change with every posting
-//! stay `OrdMap`s, since their changes would fill the later layers and
-//! rebuild the run again and again.
+//! after a snapshot start by 56 MiB.
+//!
+//! The sub-accounts, their posting lists, the ledger balances and the
+//! stream versions change with every posting, and are runs too. A change
+//! puts the new value in the later layer, and once half of the run's keys
+//! are replaced or removed the run is rebuilt, so each change costs about
+//! two copies of an entry on average. The rebuild stops the writer for
+//! that long: about 13 ms for the 300,000 stream versions of 100,000
+//! sub-accounts, once every 150,000 changes to them. As runs, these four
+//! maps lowered the peak RSS of a start from a snapshot of that size from
+//! 573 to 540 MiB.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -103,6 +111,27 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
         previous
     }
 
+    /// Returns the value for `key` to change in place. A value of the run
+    /// is first copied into the later inserts, as `insert` would put it.
+    pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
+        // Rebuilt first, so that the rebuild cannot move the entry that
+        // this call returns.
+        self.compact_if_stale();
+        if !self.later.contains_key(key) {
+            let (run_key, value) = self.run_entry(key)?;
+            if !self.removed.is_empty() && self.removed.contains(key) {
+                return None;
+            }
+            let (run_key, value) = (run_key.clone(), value.clone());
+            self.later.insert(run_key, value);
+            self.replaced += 1;
+        }
+        self.later.get_mut(key)
+    }
+
     /// Removes an entry and returns its value.
     pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
     where
@@ -154,6 +183,11 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
     /// Returns the entries in key order.
     pub fn iter(&self) -> Iter<'_, K, V> {
         self.range_from_index(0, self.later.range(..))
+    }
+
+    /// Returns the values in key order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, value)| value)
     }
 
     /// Returns the entries with keys at or above `start`, in key order.
@@ -553,10 +587,12 @@ mod tests {
         assert!(result.is_err(), "a count beyond the input");
     }
 
-    /// One change to a map: insert, remove, or rebuild the run.
+    /// One change to a map: insert, add to a value in place, remove, or
+    /// rebuild the run.
     #[derive(Debug, Clone)]
     enum Change {
         Insert(u8, u16),
+        Add(u8, u16),
         Remove(u8),
         Compact,
     }
@@ -565,6 +601,7 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             (any::<u8>(), any::<u16>()).prop_map(|(key, value)| Change::Insert(key, value)),
+            (any::<u8>(), any::<u16>()).prop_map(|(key, value)| Change::Add(key, value)),
             any::<u8>().prop_map(Change::Remove),
             Just(Change::Compact),
         ]
@@ -584,6 +621,17 @@ mod tests {
                 match change {
                     Change::Insert(key, value) => {
                         proptest::prop_assert_eq!(map.insert(key, value), model.insert(key, value), "insert {}", key);
+                    }
+                    Change::Add(key, value) => {
+                        let changed = map.get_mut(&key).map(|entry| {
+                            *entry = entry.wrapping_add(value);
+                            *entry
+                        });
+                        let expected = model.get_mut(&key).map(|entry| {
+                            *entry = entry.wrapping_add(value);
+                            *entry
+                        });
+                        proptest::prop_assert_eq!(changed, expected, "add to {}", key);
                     }
                     Change::Remove(key) => {
                         proptest::prop_assert_eq!(map.remove(&key), model.remove(&key), "remove {}", key);
@@ -619,5 +667,20 @@ mod tests {
         }
         assert!(map.is_empty(), "every key removed");
         assert!(map.run.len() <= 500, "the run keeps {} removed entries", map.run.len());
+    }
+
+    #[test]
+    fn values_changed_in_place_are_freed() {
+        let old: Vec<Arc<u32>> = (0..1000).map(Arc::new).collect();
+        let entries = old.iter().enumerate().map(|(key, value)| (key, Arc::clone(value))).collect();
+        let mut map = SortedRunMap::from_sorted(entries).expect("sorted keys");
+        for key in 0..1000 {
+            let value = map.get_mut(&key).expect("every key is in the run");
+            *Arc::make_mut(value) += 1;
+        }
+        let retained = old.iter().filter(|value| Arc::strong_count(value) > 1).count();
+        assert!(retained <= 500, "the run still contains {retained} of 1,000 changed values");
+        assert!(map.values().zip(1..).all(|(value, expected)| **value == expected));
+        assert_eq!(map.get_mut(&1000), None);
     }
 }

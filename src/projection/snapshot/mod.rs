@@ -73,13 +73,13 @@ pub enum SnapshotError {
 type CoreViews = (
     u64,
     DecodedMap<Sid, Arc<Developer>>,
-    DecodedMap<Sid, Arc<Account>>,
+    SortedRunMap<Sid, Arc<Account>>,
     Vector<Sid>,
     DecodedMap<Sid, Vector<Sid>>,
     SortedRunMap<Arc<str>, Sid>,
     DecodedMap<Arc<IdempotencyKey>, Arc<IdempotentRequest>>,
-    DecodedMap<(LedgerAccount, Currency), Decimal>,
-    DecodedMap<Sid, u64>,
+    SortedRunMap<(LedgerAccount, Currency), Decimal>,
+    SortedRunMap<Sid, u64>,
 );
 
 /// The second section: the SIP accounts, their aliases and names.
@@ -291,7 +291,7 @@ impl State {
         Ok(State {
             last_seq,
             developers: developers.0,
-            accounts: accounts.0,
+            accounts,
             account_order,
             developer_accounts: developer_accounts.0,
             logins,
@@ -306,8 +306,8 @@ impl State {
             developer_transactions: indexes.developer_transactions,
             references: indexes.references,
             idempotency: idempotency.0,
-            ledger_balances: ledger_balances.0,
-            stream_versions: stream_versions.0,
+            ledger_balances,
+            stream_versions,
         })
     }
 }
@@ -402,7 +402,7 @@ where
     let section = source.read(offset, length)?;
     let views: Box<CoreViews> = Box::new(decode_section(&section)?);
     drop(section);
-    let _ = table.set(Some(AccountTable::new(&views.2 .0)));
+    let _ = table.set(Some(AccountTable::new(&views.2)));
     Ok(Section::Core(views))
 }
 
