@@ -368,6 +368,7 @@ impl SledStore {
                 "read the events that the saved stream index does not cover"
             );
         }
+        index.shrink_to_fit();
         *self.index_mut() = index;
         Ok(())
     }

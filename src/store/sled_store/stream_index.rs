@@ -18,6 +18,7 @@
 //! the events after the last row are decoded to complete the index: none
 //! after a clean close, at most one journal file's worth after a crash.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
@@ -36,7 +37,7 @@ const ROW_CHECKSUM: usize = 4;
 #[derive(Default)]
 pub(super) struct StreamIndex {
     /// Each stream's sequence numbers. Version `v` is at position `v - 1`.
-    streams: HashMap<Sid, Vec<u64>, BuildHasherDefault<SidHasher>>,
+    streams: HashMap<Sid, Sequences, BuildHasherDefault<SidHasher>>,
     /// The newest sequence number in the index.
     last_seq: u64,
     /// The newest sequence number in a row in sled.
@@ -55,7 +56,7 @@ impl StreamIndex {
     }
 
     pub fn sequences(&self, stream: Sid) -> Vec<u64> {
-        self.streams.get(&stream).cloned().unwrap_or_default()
+        self.streams.get(&stream).map(Sequences::to_vec).unwrap_or_default()
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -82,7 +83,7 @@ impl StreamIndex {
                 "event {seq} is version {version} of stream {stream}, which is at version {current}"
             ));
         }
-        self.streams.entry(stream).or_default().push(seq);
+        self.add(stream, seq);
         self.last_seq = seq;
         self.unsaved.push(stream);
         Ok(())
@@ -110,6 +111,26 @@ impl StreamIndex {
         rows
     }
 
+    fn add(&mut self, stream: Sid, seq: u64) {
+        match self.streams.entry(stream) {
+            Entry::Occupied(entry) => entry.into_mut().push(seq),
+            Entry::Vacant(entry) => {
+                entry.insert(Sequences::One(seq));
+            }
+        }
+    }
+
+    /// Frees the room that the vectors of sequence numbers grew into while
+    /// the index was read, which is about a quarter of it.
+    pub fn shrink_to_fit(&mut self) {
+        for sequences in self.streams.values_mut() {
+            if let Sequences::Many(many) = sequences {
+                many.shrink_to_fit();
+            }
+        }
+        self.streams.shrink_to_fit();
+    }
+
     /// Marks the rows of `unsaved_rows` as saved in sled.
     pub fn mark_saved(&mut self) {
         self.saved_seq = self.last_seq;
@@ -134,12 +155,49 @@ impl StreamIndex {
             let stream = stream.ok_or_else(|| {
                 format!("the stream index row for events from {first} names an unknown stream")
             })?;
-            let sequences = self.streams.entry(stream).or_default();
-            sequences.push(seq);
+            self.add(stream, seq);
             self.last_seq = seq;
         }
         self.saved_seq = self.last_seq;
         Ok(())
+    }
+}
+
+/// One stream's sequence numbers, in version order. Most streams have one
+/// or two events: a developer, a SIP account and its alias, a sub-account
+/// without postings. Those are kept in the room of a vector's fields,
+/// instead of in a vector of 4 sequence numbers of their own.
+#[derive(Debug)]
+enum Sequences {
+    One(u64),
+    Two([u64; 2]),
+    /// Three or more.
+    Many(Vec<u64>),
+}
+
+impl Sequences {
+    fn len(&self) -> usize {
+        match self {
+            Sequences::One(_) => 1,
+            Sequences::Two(_) => 2,
+            Sequences::Many(many) => many.len(),
+        }
+    }
+
+    fn push(&mut self, seq: u64) {
+        match self {
+            Sequences::One(first) => *self = Sequences::Two([*first, seq]),
+            Sequences::Two([first, second]) => *self = Sequences::Many(vec![*first, *second, seq]),
+            Sequences::Many(many) => many.push(seq),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<u64> {
+        match self {
+            Sequences::One(seq) => vec![*seq],
+            Sequences::Two(two) => two.to_vec(),
+            Sequences::Many(many) => many.clone(),
+        }
     }
 }
 
@@ -212,6 +270,26 @@ mod tests {
             loaded.load_row(key, value).expect("load the row");
         }
         assert_eq!(loaded.version(stream), ROW_EVENTS as u64 + 3);
+    }
+
+    #[test]
+    fn one_event_kept_in_place() {
+        assert_eq!(std::mem::size_of::<Sequences>(), std::mem::size_of::<Vec<u64>>());
+        let once = Sid::generate(SidKind::Developer);
+        let twice = Sid::generate(SidKind::SipAccount);
+        let thrice = Sid::generate(SidKind::Account);
+        let mut index = filled(&[once, twice, thrice, twice, thrice, thrice]);
+        assert!(matches!(index.streams[&once], Sequences::One(1)));
+        assert!(matches!(index.streams[&twice], Sequences::Two([2, 4])));
+        index.shrink_to_fit();
+        assert_eq!(index.sequences(once), vec![1]);
+        assert_eq!(index.sequences(twice), vec![2, 4]);
+        assert_eq!(index.sequences(thrice), vec![3, 5, 6]);
+        let versions = [once, twice, thrice].map(|stream| index.version(stream));
+        assert_eq!(versions, [1, 2, 3]);
+        index.push(7, twice, 3).expect("the next event");
+        assert_eq!(index.sequences(twice), vec![2, 4, 7]);
+        assert_eq!(index.sequences(Sid::generate(SidKind::Account)), Vec::<u64>::new());
     }
 
     #[test]
