@@ -36,13 +36,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// CPU time (docs/benchmarks.md).
 #[cfg(not(target_env = "msvc"))]
 #[export_name = "_rjem_malloc_conf"]
-static JEMALLOC_OPTIONS: JemallocOptions =
-    JemallocOptions(b"oversize_threshold:1048576\0".as_ptr());
+static JEMALLOC_OPTIONS: JemallocOptions = JemallocOptions(c"oversize_threshold:1048576".as_ptr());
 
 /// A pointer to a NUL-terminated C string, the type of `malloc_conf`.
 #[cfg(not(target_env = "msvc"))]
 #[repr(transparent)]
-struct JemallocOptions(*const u8);
+struct JemallocOptions(*const std::ffi::c_char);
 
 // SAFETY: the pointer is to a constant string, which nothing writes.
 #[cfg(not(target_env = "msvc"))]

@@ -430,8 +430,8 @@ impl State {
         {
             let key = (ledger_account, e.currency);
             let balance = self.ledger_balances.get(&key).copied().unwrap_or_default();
-            let balance =
-                checked_add(balance, amount).ok_or_else(|| fail("ledger balance overflows".into()))?;
+            let balance = checked_add(balance, amount)
+                .ok_or_else(|| fail("ledger balance overflows".into()))?;
             self.ledger_balances.insert(key, balance);
         }
 
