@@ -22,11 +22,13 @@
 //! stream versions change with every posting, and are runs too. A change
 //! puts the new value in the later layer, and once half of the run's keys
 //! are replaced or removed the run is rebuilt, so each change costs about
-//! two copies of an entry on average. The rebuild stops the writer for
-//! that long: about 13 ms for the 300,000 stream versions of 100,000
-//! sub-accounts, once every 150,000 changes to them. As runs, these four
-//! maps lowered the peak RSS of a start from a snapshot of that size from
-//! 573 to 540 MiB.
+//! two copies of an entry on average. A rebuild stops the writer: on the
+//! AMD host of `docs/benchmarks.md` a run of 100,000 entries took about
+//! 12 ms to rebuild, and one of 300,000 about 13 ms. With 100,000
+//! sub-accounts, the runs of sub-accounts, posting lists and balances are
+//! rebuilt once postings have touched half of the sub-accounts since the
+//! last rebuild. As runs, these four maps lowered the peak RSS of a start
+//! from a snapshot of 1,000,000 postings from 573 to 540 MiB.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -117,8 +119,8 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
     where
         K: Borrow<Q>,
     {
-        // Rebuilt first, so that the rebuild cannot move the entry that
-        // this call returns.
+        // Rebuilds first, so that a rebuild cannot move the entry that this
+        // call returns.
         self.compact_if_stale();
         if !self.later.contains_key(key) {
             let (run_key, value) = self.run_entry(key)?;

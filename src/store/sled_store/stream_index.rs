@@ -120,8 +120,8 @@ impl StreamIndex {
         }
     }
 
-    /// Frees the room that the vectors of sequence numbers grew into while
-    /// the index was read, which is about a quarter of it.
+    /// Frees the unused capacity of the vectors of sequence numbers, which
+    /// grew by doubling while the index was read.
     pub fn shrink_to_fit(&mut self) {
         for sequences in self.streams.values_mut() {
             if let Sequences::Many(many) = sequences {
