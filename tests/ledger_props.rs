@@ -281,14 +281,17 @@ fn check_state(state: &State, run: &Run) -> Result<(), TestCaseError> {
 
         let postings = state.account_transactions.get(&sid).cloned().unwrap_or_default();
         let mut running = Decimal::ZERO;
-        for transaction_sid in postings.iter() {
-            let transaction = state.transaction(transaction_sid).expect("listed posting exists");
+        for position in postings.iter() {
+            let transaction = state.posting(position).expect("listed posting exists");
+            prop_assert_eq!(transaction.account(), sid, "account of posting {}", position);
+            let by_sid = state.transaction(transaction.sid()).expect("posting found by sid");
+            prop_assert!(Arc::ptr_eq(by_sid, transaction), "posting {} by sid", position);
             running += transaction.amount;
             prop_assert_eq!(
                 transaction.balance_after,
                 running,
                 "balance_after of {}",
-                transaction_sid
+                transaction.sid()
             );
         }
         prop_assert_eq!(account.balance, running, "balance of {} is the sum of its postings", sid);

@@ -73,14 +73,14 @@ fn last_posting_at_or_before(
     let mut high = count;
     while low < high {
         let middle = (low + high) / 2;
-        if state.transaction(postings.get(middle)?)?.created() <= at {
+        if state.posting(postings.get(middle)?)?.created() <= at {
             low = middle + 1;
         } else {
             high = middle;
         }
     }
     let newest = postings.get(low.checked_sub(1)?)?;
-    state.transaction(newest).map(Arc::as_ref)
+    state.posting(newest).map(Arc::as_ref)
 }
 
 /// `POST …/balances`: a TOPUP or ADJUSTMENT.
@@ -220,7 +220,7 @@ fn list_transactions(
                 .get(&account)
                 .into_iter()
                 .flatten()
-                .filter_map(|sid| state.transaction(sid)),
+                .filter_map(|position| state.posting(position)),
         ),
         (None, Scope::All) => Box::new(state.transaction_order.iter()),
         (None, Scope::Developer(developer)) => {

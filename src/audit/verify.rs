@@ -322,7 +322,7 @@ fn check_ledger(state: &State) -> Result<(), Break> {
             .account_transactions
             .get(&account.sid)
             .and_then(|postings| postings.last())
-            .and_then(|sid| state.transaction(sid))
+            .and_then(|position| state.posting(position))
             .map_or(head, |posting| posting.seq);
         if ledger.unwrap_or(Decimal::ZERO) != account.balance {
             let reason = format!(

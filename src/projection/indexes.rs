@@ -99,7 +99,7 @@ pub(super) fn build(
     // close together.
     let jobs: Vec<Job<'_, Result<Built, String>>> = vec![
         Box::new(move || by_sid(runs).map(Built::Transactions)),
-        Box::new(move || Ok(Built::Accounts(by_account(runs, ranks, table)))),
+        Box::new(move || by_account(runs, ranks, table).map(Built::Accounts)),
         Box::new(move || by_reference(runs, references, table).map(Built::References)),
         Box::new(move || Ok(Built::Order(runs.iter().flatten().cloned().collect()))),
         Box::new(move || Ok(Built::Developers(by_developer(runs, ranks, table)))),
@@ -227,17 +227,17 @@ fn check_shared_digests(
     Ok(())
 }
 
-/// Groups the sids by sub-account rank, which is sid order, so the map is
-/// built in key order. A counting sort puts every sid into one array, each
-/// sub-account's in posting order, and each list is then copied from its
-/// slice of it.
+/// Groups the postings' positions by sub-account rank, which is sid order,
+/// so the map is built in key order. A counting sort puts every position
+/// into one array, each sub-account's in posting order, and each list is
+/// then copied from its slice of it.
 fn by_account(
     runs: &[Vec<Arc<Transaction>>],
     ranks: &[Vec<u32>],
     table: &AccountTable,
-) -> SortedRunMap<Sid, PostingList> {
+) -> Result<SortedRunMap<Sid, PostingList>, String> {
     // `next[rank]` is first the count of the sub-account's postings, then
-    // the position of its next sid, and after the filling the end of its
+    // the slot of its next position, and after the filling the end of its
     // slice, which is where the next sub-account's slice starts.
     let mut next = vec![0usize; table.accounts.len()];
     for rank in ranks.iter().flatten() {
@@ -249,21 +249,22 @@ fn by_account(
         *slot = total;
         total += count;
     }
-    let mut sids = vec![Sid::new(SidKind::Transaction, 0).bits(); total];
-    for (transaction, rank) in ranked(runs, ranks) {
-        let position = &mut next[rank as usize];
-        sids[*position] = transaction.sid().bits();
-        *position += 1;
+    let mut positions = vec![0u32; total];
+    for (position, (_, rank)) in ranked(runs, ranks).enumerate() {
+        let slot = &mut next[rank as usize];
+        positions[*slot] = u32::try_from(position)
+            .map_err(|_| format!("more than {} postings, the maximum", u32::MAX))?;
+        *slot += 1;
     }
     let mut start = 0;
     let mut lists = Vec::new();
     for (end, (account, _)) in next.into_iter().zip(&table.accounts) {
         if end > start {
-            lists.push((*account, PostingList::from_transaction_bits(&sids[start..end])));
+            lists.push((*account, PostingList::from_positions(&positions[start..end])));
         }
         start = end;
     }
-    SortedRunMap::from_sorted(lists).expect("the table's sub-accounts are in sid order")
+    Ok(SortedRunMap::from_sorted(lists).expect("the table's sub-accounts are in sid order"))
 }
 
 fn by_developer(

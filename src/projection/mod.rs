@@ -487,11 +487,14 @@ impl State {
             let digest = keys::reference_digest(developer, transaction.pay_method, reference);
             self.references.insert(keys::reference_key(digest, sid));
         }
+        // The caller appends the posting to `transaction_order` next.
+        let position = u32::try_from(self.transaction_order.len())
+            .map_err(|_| "the state holds 4,294,967,295 postings, its maximum".to_string())?;
         match self.account_transactions.get_mut(&transaction.account()) {
-            Some(postings) => postings.push_back(sid),
+            Some(postings) => postings.push_back(position),
             None => {
                 let mut postings = PostingList::default();
-                postings.push_back(sid);
+                postings.push_back(position);
                 self.account_transactions.insert(transaction.account(), postings);
             }
         }
@@ -514,6 +517,12 @@ impl State {
         self.account_sip_history.compact();
         self.sip_aliases.compact();
         self.sip_names.compact();
+    }
+
+    /// Finds the posting at `position` in `transaction_order`, as a
+    /// `PostingList` names it.
+    pub fn posting(&self, position: u32) -> Option<&Arc<Transaction>> {
+        self.transaction_order.get(position as usize)
     }
 
     /// Finds the transaction with this sid. A sid of another kind finds none.

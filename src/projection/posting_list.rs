@@ -1,33 +1,32 @@
 //! The list of a sub-account's postings, in posting order. Most
 //! sub-accounts have few postings, and an `im::Vector` would give each of them
-//! a chunk of 64 ids (1 KiB) from the third posting on. A short list is
+//! a chunk of 64 entries from the third posting on. A short list is
 //! therefore a shared slice of exactly its length, copied when it grows
-//! (at most `SHORT_MAX` ids), and only a longer one becomes a `Vector`.
+//! (at most `SHORT_MAX` entries), and only a longer one becomes a `Vector`.
 //!
-//! Every id in a list is a transaction's, so a list keeps 16 bytes of each
-//! (`SidBits`) instead of the 24 of a `Sid`, and gives out `Sid`s.
+//! A list holds each posting's position in `State::transaction_order`, 4
+//! bytes, instead of its 16-byte id, and `State::posting` finds the posting
+//! at a position. A `u32` limits the state to 4,294,967,295 postings, far
+//! beyond what fits in memory at about 270 bytes each.
 
 use std::sync::Arc;
 
 use im::Vector;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::domain::ids::{Sid, SidBits, SidKind};
-
-/// Maximum ids in a short list before it becomes a `Vector`: one `Vector`
-/// chunk, so that growing a short list copies no more than copying the
-/// chunk of a shared `Vector` would.
+/// Maximum entries in a short list before it becomes a `Vector`: one
+/// `Vector` chunk, so that growing a short list copies no more than copying
+/// the chunk of a shared `Vector` would.
 const SHORT_MAX: usize = 64;
 
 #[derive(Debug, Clone)]
 pub enum PostingList {
-    Short(Arc<[SidBits]>),
+    Short(Arc<[u32]>),
     /// Behind an `Arc`, so that the enum, and each map entry, stays a few
     /// words instead of the size of a whole `Vector`.
-    Long(Arc<Vector<SidBits>>),
+    Long(Arc<Vector<u32>>),
 }
 
-/// Lists are equal when they hold the same ids, whatever their form.
+/// Lists are equal when they hold the same positions, whatever their form.
 impl PartialEq for PostingList {
     fn eq(&self, other: &PostingList) -> bool {
         self.len() == other.len() && self.iter().eq(other.iter())
@@ -43,10 +42,19 @@ impl Default for PostingList {
 }
 
 impl PostingList {
+    /// Builds a list of these positions, in this order.
+    pub fn from_positions(positions: &[u32]) -> PostingList {
+        if positions.len() <= SHORT_MAX {
+            PostingList::Short(Arc::from(positions))
+        } else {
+            PostingList::Long(Arc::new(positions.iter().copied().collect()))
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
-            PostingList::Short(ids) => ids.len(),
-            PostingList::Long(ids) => ids.len(),
+            PostingList::Short(positions) => positions.len(),
+            PostingList::Long(positions) => positions.len(),
         }
     }
 
@@ -54,77 +62,62 @@ impl PostingList {
         self.len() == 0
     }
 
-    pub fn get(&self, index: usize) -> Option<Sid> {
-        let bits = match self {
-            PostingList::Short(ids) => ids.get(index),
-            PostingList::Long(ids) => ids.get(index),
-        };
-        bits.map(|bits| transaction_sid(*bits))
+    /// Returns the position of the list's posting number `index`.
+    pub fn get(&self, index: usize) -> Option<u32> {
+        match self {
+            PostingList::Short(positions) => positions.get(index).copied(),
+            PostingList::Long(positions) => positions.get(index).copied(),
+        }
     }
 
-    pub fn last(&self) -> Option<Sid> {
+    pub fn last(&self) -> Option<u32> {
         self.len().checked_sub(1).and_then(|index| self.get(index))
     }
 
-    /// Appends a transaction's id.
-    ///
-    /// # Panics
-    ///
-    /// When `sid` is not a transaction's.
-    pub fn push_back(&mut self, sid: Sid) {
-        let bits = transaction_bits(sid);
+    /// Appends a posting's position.
+    pub fn push_back(&mut self, position: u32) {
         match self {
-            PostingList::Short(ids) if ids.len() < SHORT_MAX => {
-                let grown: Arc<[SidBits]> = ids.iter().copied().chain([bits]).collect();
-                *ids = grown;
+            PostingList::Short(positions) if positions.len() < SHORT_MAX => {
+                let grown: Arc<[u32]> = positions.iter().copied().chain([position]).collect();
+                *positions = grown;
             }
-            PostingList::Short(ids) => {
-                let mut long: Vector<SidBits> = ids.iter().copied().collect();
-                long.push_back(bits);
+            PostingList::Short(positions) => {
+                let mut long: Vector<u32> = positions.iter().copied().collect();
+                long.push_back(position);
                 *self = PostingList::Long(Arc::new(long));
             }
-            PostingList::Long(ids) => Arc::make_mut(ids).push_back(bits),
+            PostingList::Long(positions) => Arc::make_mut(positions).push_back(position),
         }
     }
 
     pub fn iter(&self) -> Iter<'_> {
         match self {
-            PostingList::Short(ids) => Iter::Short(ids.iter()),
-            PostingList::Long(ids) => Iter::Long(ids.iter()),
+            PostingList::Short(positions) => Iter::Short(positions.iter()),
+            PostingList::Long(positions) => Iter::Long(positions.iter()),
         }
     }
 }
 
-fn transaction_sid(bits: SidBits) -> Sid {
-    bits.with_kind(SidKind::Transaction)
-}
-
-fn transaction_bits(sid: Sid) -> SidBits {
-    assert_eq!(sid.kind(), SidKind::Transaction, "a posting list holds transaction ids");
-    sid.bits()
-}
-
-/// Iterator over the ids of a `PostingList`.
+/// Iterator over the positions of a `PostingList`.
 pub enum Iter<'a> {
-    Short(std::slice::Iter<'a, SidBits>),
-    Long(im::vector::Iter<'a, SidBits>),
+    Short(std::slice::Iter<'a, u32>),
+    Long(im::vector::Iter<'a, u32>),
 }
 
 impl Iterator for Iter<'_> {
-    type Item = Sid;
+    type Item = u32;
 
-    fn next(&mut self) -> Option<Sid> {
-        let bits = match self {
-            Iter::Short(ids) => ids.next(),
-            Iter::Long(ids) => ids.next(),
-        };
-        bits.map(|bits| transaction_sid(*bits))
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            Iter::Short(positions) => positions.next().copied(),
+            Iter::Long(positions) => positions.next().copied(),
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         match self {
-            Iter::Short(ids) => ids.size_hint(),
-            Iter::Long(ids) => ids.size_hint(),
+            Iter::Short(positions) => positions.size_hint(),
+            Iter::Long(positions) => positions.size_hint(),
         }
     }
 }
@@ -132,7 +125,7 @@ impl Iterator for Iter<'_> {
 impl ExactSizeIterator for Iter<'_> {}
 
 impl<'a> IntoIterator for &'a PostingList {
-    type Item = Sid;
+    type Item = u32;
     type IntoIter = Iter<'a>;
 
     fn into_iter(self) -> Iter<'a> {
@@ -140,71 +133,25 @@ impl<'a> IntoIterator for &'a PostingList {
     }
 }
 
-impl PostingList {
-    /// Builds a list of the transaction ids whose bits `ids` contains.
-    pub(crate) fn from_transaction_bits(ids: &[SidBits]) -> PostingList {
-        if ids.len() <= SHORT_MAX {
-            PostingList::Short(Arc::from(ids))
-        } else {
-            PostingList::Long(Arc::new(ids.iter().copied().collect()))
-        }
-    }
-}
-
-/// A list of transaction ids.
-///
-/// # Panics
-///
-/// When one of `ids` is not a transaction's.
-impl From<Vec<Sid>> for PostingList {
-    fn from(ids: Vec<Sid>) -> PostingList {
-        let bits = ids.into_iter().map(transaction_bits);
-        if bits.len() <= SHORT_MAX {
-            PostingList::Short(bits.collect())
-        } else {
-            PostingList::Long(Arc::new(bits.collect()))
-        }
-    }
-}
-
-/// A list encodes as the plain sequence of its ids.
-impl Serialize for PostingList {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
-    }
-}
-
-impl<'de> Deserialize<'de> for PostingList {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<PostingList, D::Error> {
-        let ids = Vec::<Sid>::deserialize(deserializer)?;
-        if let Some(other) = ids.iter().find(|sid| sid.kind() != SidKind::Transaction) {
-            let reason = format!("posting list names {other}, which is not a transaction");
-            return Err(serde::de::Error::custom(reason));
-        }
-        Ok(PostingList::from(ids))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ids::SidKind;
 
-    fn ids(count: usize) -> Vec<Sid> {
-        (0..count).map(|value| Sid::new(SidKind::Transaction, value as u128)).collect()
+    fn positions(count: usize) -> Vec<u32> {
+        (0..count).map(|value| value as u32 * 3).collect()
     }
 
     #[test]
     fn grows_past_short() {
-        let expected = ids(SHORT_MAX * 3);
+        let expected = positions(SHORT_MAX * 3);
         let mut list = PostingList::default();
-        for (index, sid) in expected.iter().enumerate() {
-            list.push_back(*sid);
+        for (index, position) in expected.iter().enumerate() {
+            list.push_back(*position);
             assert_eq!(list.len(), index + 1, "length after {index}");
-            assert_eq!(list.last(), Some(*sid), "last after {index}");
+            assert_eq!(list.last(), Some(*position), "last after {index}");
         }
         assert!(matches!(list, PostingList::Long(_)), "a long list is a Vector");
-        let listed: Vec<Sid> = list.iter().collect();
+        let listed: Vec<u32> = list.iter().collect();
         assert_eq!(listed, expected, "posting order");
         assert_eq!(list.get(SHORT_MAX), Some(expected[SHORT_MAX]), "index past the short part");
         assert_eq!(list.get(SHORT_MAX * 3), None, "index past the end");
@@ -221,40 +168,31 @@ mod tests {
     fn copy_is_unchanged() {
         for count in [3, SHORT_MAX + 10] {
             let mut list = PostingList::default();
-            for sid in ids(count) {
-                list.push_back(sid);
+            for position in positions(count) {
+                list.push_back(position);
             }
             let copy = list.clone();
-            list.push_back(Sid::new(SidKind::Transaction, u128::MAX));
+            list.push_back(u32::MAX);
             assert_eq!(copy.len(), count, "the copy of {count} keeps its length");
             assert_eq!(list.len(), count + 1, "the original of {count} grew");
-            assert_eq!(copy.iter().collect::<Vec<_>>(), ids(count), "copy of {count}");
+            assert_eq!(copy.iter().collect::<Vec<_>>(), positions(count), "copy of {count}");
         }
     }
 
     #[test]
-    fn encodes_as_sequence() {
+    fn built_equals_pushed() {
         for count in [0, 2, SHORT_MAX, SHORT_MAX + 1] {
-            let mut list = PostingList::default();
-            for sid in ids(count) {
-                list.push_back(sid);
+            let mut pushed = PostingList::default();
+            for position in positions(count) {
+                pushed.push_back(position);
             }
-            let bytes = postcard::to_stdvec(&list).expect("encodes");
-            let plain = postcard::to_stdvec(&ids(count)).expect("encodes");
-            assert_eq!(bytes, plain, "{count} ids encode as a sequence");
-            let back: PostingList = postcard::from_bytes(&bytes).expect("decodes");
-            assert_eq!(back.iter().count(), count, "{count} ids decode");
-            assert_eq!(back.len(), list.len(), "{count} ids keep their length");
+            let built = PostingList::from_positions(&positions(count));
+            assert_eq!(built, pushed, "{count} positions");
+            assert_eq!(
+                matches!(built, PostingList::Long(_)),
+                count > SHORT_MAX,
+                "form of {count} positions"
+            );
         }
-    }
-
-    #[test]
-    fn holds_only_transaction_ids() {
-        let account = Sid::new(SidKind::Account, 7);
-        let bytes = postcard::to_stdvec(&vec![ids(1)[0], account]).expect("encodes");
-        let error = postcard::from_bytes::<PostingList>(&bytes).unwrap_err();
-        assert!(matches!(error, postcard::Error::SerdeDeCustom), "decoded account id");
-        let pushed = std::panic::catch_unwind(|| PostingList::default().push_back(account));
-        assert!(pushed.is_err(), "pushed account id");
     }
 }
