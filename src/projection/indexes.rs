@@ -19,7 +19,7 @@ use im::{OrdMap, Vector};
 use super::parallel::{run_jobs, Job};
 use crate::domain::ids::{Sid, SidBits, SidHasher, SidKind};
 use crate::projection::keys::{
-    reference_digest, reference_key, reference_transaction, ReferenceKey,
+    reference_digest, reference_key, reference_position, ReferenceKey,
 };
 use crate::projection::{Account, PostingList, SortedRunMap, SortedRunSet, Transaction};
 
@@ -75,7 +75,8 @@ impl AccountTable {
 }
 
 /// Keys of one section of transactions: the rank of each posting's
-/// sub-account, and the reference keys, unsorted.
+/// sub-account, and the reference keys, unsorted, with each posting's
+/// position within the section.
 pub(super) struct SectionKeys {
     ranks: Vec<u32>,
     references: Vec<ReferenceKey>,
@@ -130,16 +131,22 @@ pub(super) fn section_keys(
     table: &AccountTable,
 ) -> Result<SectionKeys, String> {
     let mut keys = SectionKeys { ranks: Vec::with_capacity(run.len()), references: Vec::new() };
-    for transaction in run {
+    for (index, transaction) in run.iter().enumerate() {
         let rank = table.rank(transaction)?;
         keys.ranks.push(rank);
         if let Some(reference) = transaction.refer_trans_id() {
             let developer = table.developer(rank);
             let digest = reference_digest(developer, transaction.pay_method, reference);
-            keys.references.push(reference_key(digest, transaction.sid()));
+            keys.references.push(reference_key(digest, position(index)?));
         }
     }
     Ok(keys)
+}
+
+/// Converts a posting's index in the posting order, or in a section of it,
+/// to the `u32` that posting lists and reference keys hold.
+fn position(index: usize) -> Result<u32, String> {
+    u32::try_from(index).map_err(|_| format!("more than {} postings, the maximum", u32::MAX))
 }
 
 /// Returns each posting with the rank of its sub-account, in posting order.
@@ -164,8 +171,9 @@ fn by_sid(
     })
 }
 
-/// Sorts the reference keys. Keys with one digest are adjacent then, and
-/// any two of them must differ in developer, pay method or reference.
+/// Sorts the reference keys, with positions in the whole posting order.
+/// Keys with one digest are adjacent then, and any two of them must differ
+/// in developer, pay method or reference.
 fn by_reference(
     runs: &[Vec<Arc<Transaction>>],
     sections: Vec<Vec<ReferenceKey>>,
@@ -173,13 +181,18 @@ fn by_reference(
 ) -> Result<SortedRunSet<ReferenceKey>, String> {
     let count = sections.iter().map(Vec::len).sum();
     let mut references: Vec<ReferenceKey> = Vec::with_capacity(count);
-    for section in sections {
-        references.extend(section);
+    let mut first = 0;
+    for (run, section) in runs.iter().zip(sections) {
+        for (digest, index) in section {
+            references.push(reference_key(digest, position(first + index as usize)?));
+        }
+        first += run.len();
     }
     references.sort_unstable();
     check_shared_digests(runs, table, &references)?;
-    SortedRunSet::from_sorted(references)
-        .map_err(|key| format!("transaction {} is listed twice", reference_transaction(&key)))
+    SortedRunSet::from_sorted(references).map_err(|key| {
+        format!("the posting at position {} is listed twice", reference_position(&key))
+    })
 }
 
 /// Compares in full the transactions whose reference keys share a digest.
@@ -198,19 +211,19 @@ fn check_shared_digests(
     if groups.is_empty() {
         return Ok(());
     }
-    let mut shared: HashMap<Sid, Option<&Transaction>> = groups
+    let mut shared: HashMap<u32, Option<&Transaction>> = groups
         .iter()
         .flat_map(|group| group.iter())
-        .map(|key| (reference_transaction(key), None))
+        .map(|key| (reference_position(key), None))
         .collect();
-    for transaction in runs.iter().flatten() {
-        if let Some(slot) = shared.get_mut(&transaction.sid()) {
+    for (index, transaction) in runs.iter().flatten().enumerate() {
+        if let Some(slot) = shared.get_mut(&position(index)?) {
             *slot = Some(transaction.as_ref());
         }
     }
     for group in groups {
         let transactions: Vec<&Transaction> =
-            group.iter().filter_map(|key| shared[&reference_transaction(key)]).collect();
+            group.iter().filter_map(|key| shared[&reference_position(key)]).collect();
         for (index, first) in transactions.iter().enumerate() {
             for second in &transactions[index + 1..] {
                 let same_developer =
@@ -250,10 +263,9 @@ fn by_account(
         total += count;
     }
     let mut positions = vec![0u32; total];
-    for (position, (_, rank)) in ranked(runs, ranks).enumerate() {
+    for (index, (_, rank)) in ranked(runs, ranks).enumerate() {
         let slot = &mut next[rank as usize];
-        positions[*slot] = u32::try_from(position)
-            .map_err(|_| format!("more than {} postings, the maximum", u32::MAX))?;
+        positions[*slot] = position(index)?;
         *slot += 1;
     }
     let mut start = 0;

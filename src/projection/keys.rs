@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ids::{Sid, SidBits, SidKind};
+use crate::domain::ids::{Sid, SidKind};
 use crate::domain::posting::{pay_method_name, ADJUSTMENTS_ACCOUNT, PAY_METHODS};
 
 /// Name prefix of a sub-account's ledger account.
@@ -69,20 +69,19 @@ impl PartialEq<LedgerAccount> for String {
 }
 
 /// A key of the payment-reference index: the reference's digest and the
-/// transaction that contains it, without the id's kind (24 bytes instead
-/// of 32). Two references may share a digest, so each match is compared
-/// in full with its transaction.
-pub type ReferenceKey = (u64, SidBits);
+/// position in `State::transaction_order` of the posting that contains it
+/// (16 bytes, where the posting's id would take 24). Two references may
+/// share a digest, so each match is compared in full with its posting.
+pub type ReferenceKey = (u64, u32);
 
-/// Builds the key of a reference's digest in transaction `sid`.
-pub fn reference_key(digest: u64, sid: Sid) -> ReferenceKey {
-    debug_assert_eq!(sid.kind(), SidKind::Transaction, "references are in transactions");
-    (digest, sid.bits())
+/// Builds the key of a reference's digest in the posting at `position`.
+pub fn reference_key(digest: u64, position: u32) -> ReferenceKey {
+    (digest, position)
 }
 
-/// Returns the transaction of a reference key.
-pub fn reference_transaction(key: &ReferenceKey) -> Sid {
-    key.1.with_kind(SidKind::Transaction)
+/// Returns the position of the posting of a reference key.
+pub fn reference_position(key: &ReferenceKey) -> u32 {
+    key.1
 }
 
 /// A 64-bit keyed hash of developer, pay method and reference: std's
@@ -101,10 +100,9 @@ pub fn reference_digest(developer: Sid, pay_method: u16, reference: &str) -> u64
 /// random source once per process.
 static REFERENCE_HASH_KEYS: OnceLock<RandomState> = OnceLock::new();
 
-/// Returns the smallest key with this digest. Every key contains a
-/// transaction sid, and no transaction sid is below value 0.
+/// Returns the smallest key with this digest.
 pub fn reference_range_start(digest: u64) -> ReferenceKey {
-    reference_key(digest, Sid::new(SidKind::Transaction, 0))
+    reference_key(digest, 0)
 }
 
 #[cfg(test)]

@@ -480,16 +480,16 @@ impl State {
         if self.transaction(sid).is_some() {
             return Err(format!("transaction {sid} exists"));
         }
+        // The caller appends the posting to `transaction_order` next.
+        let position = u32::try_from(self.transaction_order.len())
+            .map_err(|_| "the state holds 4,294,967,295 postings, its maximum".to_string())?;
         if let Some(reference) = transaction.refer_trans_id() {
             if self.find_reference(developer, transaction.pay_method, reference).is_some() {
                 return Err(format!("refer_trans_id {reference:?} is taken"));
             }
             let digest = keys::reference_digest(developer, transaction.pay_method, reference);
-            self.references.insert(keys::reference_key(digest, sid));
+            self.references.insert(keys::reference_key(digest, position));
         }
-        // The caller appends the posting to `transaction_order` next.
-        let position = u32::try_from(self.transaction_order.len())
-            .map_err(|_| "the state holds 4,294,967,295 postings, its maximum".to_string())?;
         match self.account_transactions.get_mut(&transaction.account()) {
             Some(postings) => postings.push_back(position),
             None => {
@@ -546,7 +546,7 @@ impl State {
         self.references
             .range_from(&keys::reference_range_start(digest))
             .take_while(|(candidate, _)| *candidate == digest)
-            .filter_map(|key| self.transaction(keys::reference_transaction(key)))
+            .filter_map(|key| self.posting(keys::reference_position(key)))
             .find(|transaction| {
                 transaction.pay_method == pay_method
                     && transaction.refer_trans_id() == Some(reference)
