@@ -224,7 +224,8 @@ fn list_transactions(
         ),
         (None, Scope::All) => Box::new(state.transaction_order.iter()),
         (None, Scope::Developer(developer)) => {
-            Box::new(state.developer_transactions.get(&developer).into_iter().flatten())
+            let positions = state.developer_transactions.get(&developer).into_iter().flatten();
+            Box::new(positions.filter_map(|position| state.posting(*position)))
         }
     };
     let matching = order.filter(|transaction| filter.matches(transaction));

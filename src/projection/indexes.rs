@@ -29,7 +29,7 @@ pub(super) struct Indexes {
     pub transactions: SortedRunMap<SidBits, Arc<Transaction>>,
     pub references: SortedRunSet<ReferenceKey>,
     pub account_transactions: SortedRunMap<Sid, PostingList>,
-    pub developer_transactions: OrdMap<Sid, Vector<Arc<Transaction>>>,
+    pub developer_transactions: OrdMap<Sid, Vector<u32>>,
 }
 
 /// The result of one index job.
@@ -38,7 +38,7 @@ enum Built {
     Transactions(SortedRunMap<SidBits, Arc<Transaction>>),
     References(SortedRunSet<ReferenceKey>),
     Accounts(SortedRunMap<Sid, PostingList>),
-    Developers(OrdMap<Sid, Vector<Arc<Transaction>>>),
+    Developers(OrdMap<Sid, Vector<u32>>),
 }
 
 /// The snapshot's sub-accounts in sid order, each with its developer, and
@@ -103,7 +103,7 @@ pub(super) fn build(
         Box::new(move || by_account(runs, ranks, table).map(Built::Accounts)),
         Box::new(move || by_reference(runs, references, table).map(Built::References)),
         Box::new(move || Ok(Built::Order(runs.iter().flatten().cloned().collect()))),
-        Box::new(move || Ok(Built::Developers(by_developer(runs, ranks, table)))),
+        Box::new(move || by_developer(runs, ranks, table).map(Built::Developers)),
     ];
     let mut indexes = Indexes {
         transaction_order: Vector::new(),
@@ -279,18 +279,20 @@ fn by_account(
     Ok(SortedRunMap::from_sorted(lists).expect("the table's sub-accounts are in sid order"))
 }
 
+/// Groups the postings' positions by developer, each developer's in
+/// posting order.
 fn by_developer(
     runs: &[Vec<Arc<Transaction>>],
     ranks: &[Vec<u32>],
     table: &AccountTable,
-) -> OrdMap<Sid, Vector<Arc<Transaction>>> {
-    let mut by_developer: HashMap<Sid, Vector<Arc<Transaction>>, BuildHasherDefault<SidHasher>> =
+) -> Result<OrdMap<Sid, Vector<u32>>, String> {
+    let mut by_developer: HashMap<Sid, Vector<u32>, BuildHasherDefault<SidHasher>> =
         HashMap::default();
-    for (transaction, rank) in ranked(runs, ranks) {
+    for (index, (_, rank)) in ranked(runs, ranks).enumerate() {
         let developer = table.developer(rank);
-        by_developer.entry(developer).or_default().push_back(Arc::clone(transaction));
+        by_developer.entry(developer).or_default().push_back(position(index)?);
     }
-    let mut by_developer: Vec<(Sid, Vector<Arc<Transaction>>)> = by_developer.into_iter().collect();
+    let mut by_developer: Vec<(Sid, Vector<u32>)> = by_developer.into_iter().collect();
     by_developer.sort_unstable_by_key(|(sid, _)| *sid);
-    by_developer.into_iter().collect()
+    Ok(by_developer.into_iter().collect())
 }

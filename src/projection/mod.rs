@@ -87,12 +87,14 @@ pub struct State {
     /// sorted run in one pass (see `sorted_run`).
     #[serde(skip)]
     pub transactions: SortedRunMap<SidBits, Arc<Transaction>>,
-    /// Each sub-account's transactions in posting order.
+    /// Each sub-account's transactions in posting order, as positions in
+    /// `transaction_order` (see `posting`).
     #[serde(skip)]
     pub account_transactions: SortedRunMap<Sid, PostingList>,
-    /// Each developer's transactions in posting order.
+    /// Each developer's transactions in posting order, as positions in
+    /// `transaction_order`.
     #[serde(skip)]
-    pub developer_transactions: OrdMap<Sid, Vector<Arc<Transaction>>>,
+    pub developer_transactions: OrdMap<Sid, Vector<u32>>,
     /// Transactions by `refer_trans_id`, read through `find_reference`.
     #[serde(skip)]
     pub references: SortedRunSet<ReferenceKey>,
@@ -498,8 +500,7 @@ impl State {
                 self.account_transactions.insert(transaction.account(), postings);
             }
         }
-        let by_developer = self.developer_transactions.entry(developer).or_default();
-        by_developer.push_back(Arc::clone(&transaction));
+        self.developer_transactions.entry(developer).or_default().push_back(position);
         self.transactions.insert(sid.bits(), transaction);
         Ok(())
     }
