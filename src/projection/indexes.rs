@@ -26,7 +26,7 @@ use crate::projection::{Account, PostingList, SortedRunMap, SortedRunSet, Transa
 /// `transaction_order` and the indexes that `State` keeps over it.
 pub(super) struct Indexes {
     pub transaction_order: Vector<Arc<Transaction>>,
-    pub transactions: SortedRunMap<SidBits, Arc<Transaction>>,
+    pub transactions: SortedRunMap<SidBits, u32>,
     pub references: SortedRunSet<ReferenceKey>,
     pub account_transactions: SortedRunMap<Sid, PostingList>,
     pub developer_transactions: OrdMap<Sid, Vector<u32>>,
@@ -35,7 +35,7 @@ pub(super) struct Indexes {
 /// The result of one index job.
 enum Built {
     Order(Vector<Arc<Transaction>>),
-    Transactions(SortedRunMap<SidBits, Arc<Transaction>>),
+    Transactions(SortedRunMap<SidBits, u32>),
     References(SortedRunSet<ReferenceKey>),
     Accounts(SortedRunMap<Sid, PostingList>),
     Developers(OrdMap<Sid, Vector<u32>>),
@@ -159,11 +159,11 @@ fn ranked<'a>(
 
 fn by_sid(
     runs: &[Vec<Arc<Transaction>>],
-) -> Result<SortedRunMap<SidBits, Arc<Transaction>>, String> {
+) -> Result<SortedRunMap<SidBits, u32>, String> {
     let count = runs.iter().map(Vec::len).sum();
-    let mut by_sid: Vec<(SidBits, Arc<Transaction>)> = Vec::with_capacity(count);
-    for transaction in runs.iter().flatten() {
-        by_sid.push((transaction.sid().bits(), Arc::clone(transaction)));
+    let mut by_sid: Vec<(SidBits, u32)> = Vec::with_capacity(count);
+    for (index, transaction) in runs.iter().flatten().enumerate() {
+        by_sid.push((transaction.sid().bits(), position(index)?));
     }
     by_sid.sort_unstable_by_key(|(sid, _)| *sid);
     SortedRunMap::from_sorted(by_sid).map_err(|bits| {

@@ -82,11 +82,11 @@ pub struct State {
     /// Every transaction in posting order. A snapshot stores the
     /// transactions only here and rebuilds the indexes below from it.
     pub transaction_order: Vector<Arc<Transaction>>,
-    /// Transactions by sid, without the sid's kind; read through
-    /// `transaction`. A snapshot start builds it, and `references`, as a
-    /// sorted run in one pass (see `sorted_run`).
+    /// Positions in `transaction_order` by sid, without the sid's kind;
+    /// read through `transaction`. A snapshot start builds it, and
+    /// `references`, as a sorted run in one pass (see `sorted_run`).
     #[serde(skip)]
-    pub transactions: SortedRunMap<SidBits, Arc<Transaction>>,
+    pub transactions: SortedRunMap<SidBits, u32>,
     /// Each sub-account's transactions in posting order, as positions in
     /// `transaction_order` (see `posting`).
     #[serde(skip)]
@@ -501,7 +501,7 @@ impl State {
             }
         }
         self.developer_transactions.entry(developer).or_default().push_back(position);
-        self.transactions.insert(sid.bits(), transaction);
+        self.transactions.insert(sid.bits(), position);
         Ok(())
     }
 
@@ -531,7 +531,7 @@ impl State {
         if sid.kind() != SidKind::Transaction {
             return None;
         }
-        self.transactions.get(&sid.bits())
+        self.transactions.get(&sid.bits()).and_then(|position| self.posting(*position))
     }
 
     /// Finds the transaction that used `reference` with this developer and
