@@ -61,7 +61,7 @@ pub struct Sid {
 /// The 128 bits of an id without its kind: 16 bytes, for records that
 /// hold many ids of one known kind. The bits are four `u32`s, most
 /// significant first, so that they order as the id's value does and align
-/// to 4 bytes: paired with a `u32`, they take 20 bytes instead of 24.
+/// to 4 bytes. Paired with a `u32`, they take 20 bytes instead of 24.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SidBits {
     words: [u32; 4],

@@ -18,9 +18,7 @@ use im::{OrdMap, Vector};
 
 use super::parallel::{run_jobs, Job};
 use crate::domain::ids::{Sid, SidBits, SidHasher, SidKind};
-use crate::projection::keys::{
-    reference_digest, reference_key, reference_position, ReferenceKey,
-};
+use crate::projection::keys::{reference_digest, reference_key, reference_position, ReferenceKey};
 use crate::projection::{Account, PostingList, SortedRunMap, SortedRunSet, Transaction};
 
 /// `transaction_order` and the indexes that `State` keeps over it.
@@ -157,9 +155,7 @@ fn ranked<'a>(
     runs.iter().zip(ranks).flat_map(|(run, ranks)| run.iter().zip(ranks.iter().copied()))
 }
 
-fn by_sid(
-    runs: &[Vec<Arc<Transaction>>],
-) -> Result<SortedRunMap<SidBits, u32>, String> {
+fn by_sid(runs: &[Vec<Arc<Transaction>>]) -> Result<SortedRunMap<SidBits, u32>, String> {
     let count = runs.iter().map(Vec::len).sum();
     let mut by_sid: Vec<(SidBits, u32)> = Vec::with_capacity(count);
     for (index, transaction) in runs.iter().flatten().enumerate() {

@@ -82,7 +82,7 @@ pub struct State {
     /// Every transaction in posting order. A snapshot stores the
     /// transactions only here and rebuilds the indexes below from it.
     pub transaction_order: Vector<Arc<Transaction>>,
-    /// Positions in `transaction_order` by sid, without the sid's kind;
+    /// Positions in `transaction_order` by sid, without the sid's kind,
     /// read through `transaction`. A snapshot start builds it, and
     /// `references`, as a sorted run in one pass (see `sorted_run`).
     #[serde(skip)]

@@ -4,10 +4,10 @@
 //! therefore a shared slice of exactly its length, copied when it grows
 //! (at most `SHORT_MAX` entries), and only a longer one becomes a `Vector`.
 //!
-//! A list holds each posting's position in `State::transaction_order`, 4
-//! bytes, instead of its 16-byte id, and `State::posting` finds the posting
-//! at a position. A `u32` limits the state to 4,294,967,295 postings, far
-//! beyond what fits in memory at about 270 bytes each.
+//! A list contains each posting's position in `State::transaction_order`,
+//! 4 bytes, instead of its 16-byte id, and `State::posting` finds the
+//! posting at a position. A `u32` limits the state to 4,294,967,295
+//! postings, which would take over 1 TiB of memory at 250 bytes each.
 
 use std::sync::Arc;
 
