@@ -52,10 +52,12 @@ impl AccountTable {
             accounts: Vec::with_capacity(accounts.len()),
             ranks: HashMap::with_capacity_and_hasher(accounts.len(), Default::default()),
         };
-        for (rank, account) in accounts.values().enumerate() {
+        // Keyed by the map's keys, which are in strictly increasing order,
+        // so that `by_account` can build its run from the table's order.
+        for (rank, (sid, account)) in accounts.iter().enumerate() {
             let rank = u32::try_from(rank).expect("fewer than 2^32 sub-accounts");
-            table.accounts.push((account.sid, account.developer));
-            table.ranks.insert(account.sid, rank);
+            table.accounts.push((*sid, account.developer));
+            table.ranks.insert(*sid, rank);
         }
         table
     }

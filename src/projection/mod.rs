@@ -14,6 +14,8 @@
 //! key, and freeing an old copy frees whole nodes.
 
 mod bulk;
+#[cfg(test)]
+mod fold_paths_tests;
 mod indexes;
 pub mod keys;
 pub mod model;
@@ -437,8 +439,9 @@ impl State {
             self.ledger_balances.insert(key, balance);
         }
 
-        // In place when no published state shares the account, as during
-        // a replay, and on a copy otherwise.
+        // In place when the account is in the map's later layer and no
+        // published state shares it, as during a replay. On a copy
+        // otherwise, such as the first change after the run is rebuilt.
         let account = self.accounts.get_mut(&e.account_sid).expect("the account was found above");
         let account = Arc::make_mut(account);
         account.balance = e.balance_after;

@@ -654,6 +654,102 @@ mod tests {
         }
     }
 
+    /// A step of `copies_match_btree_maps`: a `Change` to map `index`, or a
+    /// copy of map `index` added to the maps.
+    #[derive(Debug, Clone)]
+    enum SharedChange {
+        On(usize, Change),
+        Copy(usize),
+    }
+
+    fn shared_change() -> impl proptest::strategy::Strategy<Value = SharedChange> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (any::<usize>(), change()).prop_map(|(index, change)| SharedChange::On(index, change)),
+            1 => any::<usize>().prop_map(SharedChange::Copy),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Copies made at any point, each changed on its own afterwards,
+        /// as the writer changes its copy of a published state, keep
+        /// the entries of a `BTreeMap` copied and changed the same way.
+        #[test]
+        fn copies_match_btree_maps(
+            run in proptest::collection::btree_map(proptest::prelude::any::<u8>(), proptest::prelude::any::<u16>(), 0..40),
+            changes in proptest::collection::vec(shared_change(), 0..120),
+        ) {
+            let first = SortedRunMap::from_sorted(run.clone().into_iter().collect()).expect("sorted keys");
+            let mut maps = vec![(first, run)];
+            for change in changes {
+                match change {
+                    SharedChange::Copy(index) => {
+                        let copy = maps[index % maps.len()].clone();
+                        maps.push(copy);
+                    }
+                    SharedChange::On(index, change) => {
+                        let count = maps.len();
+                        let (map, model) = &mut maps[index % count];
+                        match change {
+                            Change::Insert(key, value) => {
+                                proptest::prop_assert_eq!(map.insert(key, value), model.insert(key, value), "insert {}", key);
+                            }
+                            Change::Add(key, value) => {
+                                let changed = map.get_mut(&key).map(|entry| {
+                                    *entry = entry.wrapping_add(value);
+                                    *entry
+                                });
+                                let expected = model.get_mut(&key).map(|entry| {
+                                    *entry = entry.wrapping_add(value);
+                                    *entry
+                                });
+                                proptest::prop_assert_eq!(changed, expected, "add to {}", key);
+                            }
+                            Change::Remove(key) => {
+                                proptest::prop_assert_eq!(map.remove(&key), model.remove(&key), "remove {}", key);
+                            }
+                            Change::Compact => map.compact(),
+                        }
+                    }
+                }
+                for (number, (map, model)) in maps.iter().enumerate() {
+                    proptest::prop_assert_eq!(map.len(), model.len(), "length of map {}", number);
+                    let entries: Vec<(u8, u16)> = map.iter().map(|(key, value)| (*key, *value)).collect();
+                    let expected: Vec<(u8, u16)> = model.iter().map(|(key, value)| (*key, *value)).collect();
+                    proptest::prop_assert_eq!(entries, expected, "entries of map {}", number);
+                }
+            }
+            for (number, (map, model)) in maps.iter().enumerate() {
+                for key in 0..=u8::MAX {
+                    proptest::prop_assert_eq!(map.get(&key), model.get(&key), "get {} in map {}", key, number);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn get_mut_on_removed_key_finds_nothing() {
+        let mut map = run_of(&[10, 20, 30, 40, 50]);
+        map.remove(&20);
+        assert_eq!(map.get_mut(&20), None, "a removed run key");
+        assert_eq!(map.len(), 4, "the length after get_mut of a removed key");
+        assert_eq!(map.get_mut(&25), None, "a key in neither layer");
+        assert_eq!(map.len(), 4, "the length after get_mut of an absent key");
+        let copy = map.clone();
+        map.get_mut(&30).expect("a run key").push_str(" changed");
+        assert_eq!(copy.get(&30).map(String::as_str), Some("run 30"), "the copy's value");
+        // 20 removed and 30, 40 replaced: more than half of 5, so the next
+        // change rebuilds the run before it returns the entry.
+        map.get_mut(&40).expect("a run key").push_str(" changed");
+        let value = map.get_mut(&50).expect("a run key after the rebuild");
+        value.push_str(" changed");
+        let listed: Vec<&str> = map.values().map(String::as_str).collect();
+        let expected = ["run 10", "run 30 changed", "run 40 changed", "run 50 changed"];
+        assert_eq!(listed, expected, "the values after the rebuild");
+        assert_eq!(copy.len(), 4, "the copy's length");
+        assert_eq!(copy.get(&40).map(String::as_str), Some("run 40"), "the copy's value");
+    }
+
     #[test]
     fn replaced_values_are_freed() {
         let old: Vec<Arc<u32>> = (0..1000).map(Arc::new).collect();

@@ -402,6 +402,10 @@ where
     let section = source.read(offset, length)?;
     let views: Box<CoreViews> = Box::new(decode_section(&section)?);
     drop(section);
+    if let Some((sid, account)) = views.2.iter().find(|(sid, account)| **sid != account.sid) {
+        let reason = format!("sub-account {sid} contains the record of {}", account.sid);
+        return Err(SnapshotError::Inconsistent(reason));
+    }
     let _ = table.set(Some(AccountTable::new(&views.2)));
     Ok(Section::Core(views))
 }

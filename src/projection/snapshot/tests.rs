@@ -371,3 +371,23 @@ fn transaction_found_only_by_its_own_kind() {
         assert!(state.transaction(same_bits).is_none(), "by an account id, decoded {decoded}");
     }
 }
+
+/// A snapshot whose sub-accounts map each sid to the other sub-account's
+/// record. The posting indexes are built in the order of the records'
+/// sids, so the decode must reject it rather than panic.
+#[test]
+fn decode_rejects_account_under_another_sid() {
+    let mut state = Ledger::with_postings(4).state;
+    let sids: Vec<Sid> = state.accounts.iter().map(|(sid, _)| *sid).collect();
+    let [first, second] = sids[..] else {
+        panic!("the ledger has {} sub-accounts, expected 2", sids.len());
+    };
+    let first_account = Arc::clone(&state.accounts[&first]);
+    let second_account = Arc::clone(&state.accounts[&second]);
+    state.accounts.insert(first, second_account);
+    state.accounts.insert(second, first_account);
+    let bytes = state.encode();
+    let result = std::panic::catch_unwind(|| State::decode(&bytes));
+    let result = result.expect("the decode returns instead of panicking");
+    assert!(matches!(result, Err(SnapshotError::Inconsistent(_))), "swapped records: {result:?}");
+}
