@@ -609,6 +609,41 @@ mod tests {
         ]
     }
 
+    /// Makes `change` to `map` and to `model`, and checks that both return
+    /// the same value.
+    fn apply_change(
+        map: &mut SortedRunMap<u8, u16>,
+        model: &mut std::collections::BTreeMap<u8, u16>,
+        change: Change,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        match change {
+            Change::Insert(key, value) => {
+                proptest::prop_assert_eq!(
+                    map.insert(key, value),
+                    model.insert(key, value),
+                    "insert {}",
+                    key
+                );
+            }
+            Change::Add(key, value) => {
+                let changed = map.get_mut(&key).map(|entry| {
+                    *entry = entry.wrapping_add(value);
+                    *entry
+                });
+                let expected = model.get_mut(&key).map(|entry| {
+                    *entry = entry.wrapping_add(value);
+                    *entry
+                });
+                proptest::prop_assert_eq!(changed, expected, "add to {}", key);
+            }
+            Change::Remove(key) => {
+                proptest::prop_assert_eq!(map.remove(&key), model.remove(&key), "remove {}", key);
+            }
+            Change::Compact => map.compact(),
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
         /// Any run and any changes after it give the entries, lengths and
         /// returned values of a `BTreeMap` that makes the same changes.
@@ -620,26 +655,7 @@ mod tests {
             let mut model = run.clone();
             let mut map = SortedRunMap::from_sorted(run.into_iter().collect()).expect("sorted keys");
             for change in changes {
-                match change {
-                    Change::Insert(key, value) => {
-                        proptest::prop_assert_eq!(map.insert(key, value), model.insert(key, value), "insert {}", key);
-                    }
-                    Change::Add(key, value) => {
-                        let changed = map.get_mut(&key).map(|entry| {
-                            *entry = entry.wrapping_add(value);
-                            *entry
-                        });
-                        let expected = model.get_mut(&key).map(|entry| {
-                            *entry = entry.wrapping_add(value);
-                            *entry
-                        });
-                        proptest::prop_assert_eq!(changed, expected, "add to {}", key);
-                    }
-                    Change::Remove(key) => {
-                        proptest::prop_assert_eq!(map.remove(&key), model.remove(&key), "remove {}", key);
-                    }
-                    Change::Compact => map.compact(),
-                }
+                apply_change(&mut map, &mut model, change)?;
                 proptest::prop_assert_eq!(map.len(), model.len(), "length");
                 let entries: Vec<(u8, u16)> = map.iter().map(|(key, value)| (*key, *value)).collect();
                 let expected: Vec<(u8, u16)> = model.iter().map(|(key, value)| (*key, *value)).collect();
@@ -690,26 +706,7 @@ mod tests {
                     SharedChange::On(index, change) => {
                         let count = maps.len();
                         let (map, model) = &mut maps[index % count];
-                        match change {
-                            Change::Insert(key, value) => {
-                                proptest::prop_assert_eq!(map.insert(key, value), model.insert(key, value), "insert {}", key);
-                            }
-                            Change::Add(key, value) => {
-                                let changed = map.get_mut(&key).map(|entry| {
-                                    *entry = entry.wrapping_add(value);
-                                    *entry
-                                });
-                                let expected = model.get_mut(&key).map(|entry| {
-                                    *entry = entry.wrapping_add(value);
-                                    *entry
-                                });
-                                proptest::prop_assert_eq!(changed, expected, "add to {}", key);
-                            }
-                            Change::Remove(key) => {
-                                proptest::prop_assert_eq!(map.remove(&key), model.remove(&key), "remove {}", key);
-                            }
-                            Change::Compact => map.compact(),
-                        }
+                        apply_change(map, model, change)?;
                     }
                 }
                 for (number, (map, model)) in maps.iter().enumerate() {
