@@ -14,13 +14,30 @@
 //!
 //! A failed check names no single event. The caller then folds the log
 //! again one event at a time, which stops at the event that breaks it.
+//!
+//! Postings also skip the sorted maps of `State` while they come one after
+//! another. A posting reads and changes its sub-account, that
+//! sub-account's stream version and ledger balance, and the balance of
+//! the other leg's ledger account: eight lookups in maps of a key per
+//! sub-account. `PostingCache` keeps those values in hash maps instead and
+//! writes them back before any other event is folded, and at the end.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 
 use super::indexes::{self, AccountTable, SectionKeys};
 use super::parallel::{run_jobs, Job};
-use super::{ApplyError, State, Transaction};
+use super::{
+    check_posting, posting_transaction, subaccount_ledger_name, ApplyError, LedgerAccount,
+    PostingType, State, Transaction,
+};
+use crate::domain::events::{AccountStatus, BalancePosted, Event};
 use crate::domain::ids::Sid;
+use crate::domain::money::{checked_add, Currency};
 use crate::store::RecordedEvent;
 
 /// Postings per run: the unit of the parallel key jobs, as a snapshot
@@ -60,6 +77,7 @@ impl Deferred {
 pub struct BulkFold {
     state: State,
     deferred: Deferred,
+    cache: PostingCache,
 }
 
 impl BulkFold {
@@ -75,6 +93,25 @@ impl BulkFold {
     /// Folds a recorded event in, checking its sequence and stream version
     /// as `State::apply_recorded` does.
     pub fn apply_recorded(&mut self, recorded: &RecordedEvent) -> Result<(), ApplyError> {
+        let posting = match &recorded.event {
+            Event::BalanceToppedUp(e) => Some((PostingType::TopUp, e)),
+            Event::BalanceAdjusted(e) => Some((PostingType::Adjustment, e)),
+            _ => None,
+        };
+        if let Some((kind, e)) = posting {
+            if self.cache.post(&self.state, recorded, kind, e, &mut self.deferred) {
+                self.state.last_seq = recorded.seq;
+                self.state.apply_idempotency(&recorded.meta);
+                return Ok(());
+            }
+            // A posting that fails a check, or whose other leg is on a
+            // sub-account: the state folds it, or names what is wrong.
+            self.cache.write_back(&mut self.state);
+            self.cache.clear();
+        } else {
+            self.cache.write_back(&mut self.state);
+            self.cache.forget(recorded.stream);
+        }
         self.state.check_recorded(recorded)?;
         self.state.apply_with(
             recorded.seq,
@@ -89,7 +126,9 @@ impl BulkFold {
     /// index check carries the sequence number of the last event folded,
     /// and a failed record check the sequence number of the record.
     pub fn finish(self) -> Result<State, ApplyError> {
-        let BulkFold { mut state, deferred } = self;
+        let BulkFold { mut state, deferred, mut cache } = self;
+        cache.write_back(&mut state);
+        drop(cache);
         let Deferred { runs, idempotency } = deferred;
         let seq = state.last_seq;
         let fail = |reason: String| ApplyError { seq, reason };
@@ -127,6 +166,171 @@ impl BulkFold {
     }
 }
 
+/// What a posting reads and changes of its sub-account.
+struct CachedAccount {
+    developer: Sid,
+    currency: Currency,
+    closed: bool,
+    balance: Decimal,
+    balance_updated: DateTime<Utc>,
+    /// The version of the sub-account's stream.
+    version: u64,
+    /// The balance of the sub-account's ledger account, absent before its
+    /// first posting.
+    ledger: Option<Decimal>,
+    /// Changed since the state last had these values.
+    changed: bool,
+}
+
+/// The balance of a ledger account on the other leg of postings.
+struct CachedLedger {
+    balance: Option<Decimal>,
+    changed: bool,
+}
+
+/// Sub-accounts and ledger accounts that postings of a bulk fold read or
+/// changed, kept in hash maps so that each posting looks its sub-account
+/// up once. Every entry either equals the state or is listed as changed,
+/// and `write_back` makes the state equal to every entry.
+///
+/// Only postings change balances and ledger balances, and only an event on
+/// a sub-account's stream changes that sub-account or its stream version.
+/// So an event other than a posting leaves every entry equal to the state,
+/// once it is written back, except the entry of the event's own stream,
+/// which `forget` drops.
+#[derive(Default)]
+struct PostingCache {
+    accounts: HashMap<Sid, CachedAccount>,
+    ledgers: HashMap<(LedgerAccount, Currency), CachedLedger>,
+    changed_accounts: Vec<Sid>,
+    changed_ledgers: Vec<(LedgerAccount, Currency)>,
+}
+
+impl PostingCache {
+    /// Folds a posting into the cache and `deferred` when every check that
+    /// `State::apply_recorded` makes passes, and returns whether it did.
+    /// A posting whose other leg is on a sub-account is not folded here,
+    /// since that leg changes a ledger balance that another entry may
+    /// hold. Changes nothing when it returns `false`.
+    fn post(
+        &mut self,
+        state: &State,
+        recorded: &RecordedEvent,
+        kind: PostingType,
+        e: &BalancePosted,
+        deferred: &mut Deferred,
+    ) -> bool {
+        let seq = recorded.seq;
+        if seq != state.last_seq + 1 || e.account_sid != recorded.stream {
+            return false;
+        }
+        let account = match self.accounts.entry(e.account_sid) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let Some(account) = state.accounts.get(&e.account_sid) else {
+                    return false;
+                };
+                let ledger_key = (subaccount_ledger_name(e.account_sid), account.currency);
+                entry.insert(CachedAccount {
+                    developer: account.developer,
+                    currency: account.currency,
+                    closed: account.status == AccountStatus::Closed,
+                    balance: account.balance,
+                    balance_updated: account.balance_updated,
+                    version: state.stream_versions.get(&e.account_sid).copied().unwrap_or(0),
+                    ledger: state.ledger_balances.get(&ledger_key).copied(),
+                    changed: false,
+                })
+            }
+        };
+        if account.closed || recorded.version != account.version + 1 {
+            return false;
+        }
+        let Ok(contra) = check_posting(e, account.developer, account.currency, account.balance)
+        else {
+            return false;
+        };
+        if matches!(contra, LedgerAccount::SubAccount(_)) {
+            return false;
+        }
+        let [own, other] = &e.legs;
+        let Some(ledger) = checked_add(account.ledger.unwrap_or_default(), own.amount) else {
+            return false;
+        };
+        let contra_key = (contra, e.currency);
+        let contra_ledger = self.ledgers.entry(contra_key).or_insert_with(|| CachedLedger {
+            balance: state.ledger_balances.get(&contra_key).copied(),
+            changed: false,
+        });
+        let Some(contra_balance) =
+            checked_add(contra_ledger.balance.unwrap_or_default(), other.amount)
+        else {
+            return false;
+        };
+        let at = recorded.meta.recorded_at;
+        let Ok(transaction) = posting_transaction(seq, at, kind, e) else {
+            return false;
+        };
+
+        account.balance = e.balance_after;
+        account.balance_updated = at;
+        account.version += 1;
+        account.ledger = Some(ledger);
+        if !account.changed {
+            account.changed = true;
+            self.changed_accounts.push(e.account_sid);
+        }
+        contra_ledger.balance = Some(contra_balance);
+        if !contra_ledger.changed {
+            contra_ledger.changed = true;
+            self.changed_ledgers.push(contra_key);
+        }
+        deferred.push_posting(transaction);
+        true
+    }
+
+    /// Writes every changed entry into `state`.
+    fn write_back(&mut self, state: &mut State) {
+        for sid in self.changed_accounts.drain(..) {
+            let cached = self.accounts.get_mut(&sid).expect("a changed entry is cached");
+            cached.changed = false;
+            let account = state.accounts.get_mut(&sid).expect("a cached sub-account exists");
+            let account = Arc::make_mut(account);
+            account.balance = cached.balance;
+            account.balance_updated = cached.balance_updated;
+            state.stream_versions.insert(sid, cached.version);
+            if let Some(ledger) = cached.ledger {
+                state
+                    .ledger_balances
+                    .insert((subaccount_ledger_name(sid), cached.currency), ledger);
+            }
+        }
+        for key in self.changed_ledgers.drain(..) {
+            let cached = self.ledgers.get_mut(&key).expect("a changed entry is cached");
+            cached.changed = false;
+            if let Some(balance) = cached.balance {
+                state.ledger_balances.insert(key, balance);
+            }
+        }
+    }
+
+    /// Drops the entry of a sub-account whose stream an event other than a
+    /// posting changes. The entry must have been written back.
+    fn forget(&mut self, stream: Sid) {
+        if let Some(cached) = self.accounts.remove(&stream) {
+            debug_assert!(!cached.changed, "a forgotten entry was written back");
+        }
+    }
+
+    /// Drops every entry, after a posting that the state folds itself. The
+    /// entries must have been written back.
+    fn clear(&mut self) {
+        debug_assert!(self.changed_accounts.is_empty() && self.changed_ledgers.is_empty());
+        self.accounts.clear();
+        self.ledgers.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -137,7 +341,8 @@ mod tests {
     use super::*;
     use crate::domain::events::fixtures::{sub_account_created, top_up};
     use crate::domain::events::{
-        Actor, DeveloperCreated, Event, EventMeta, IdempotencyKeyRecorded, IdempotencyRecord,
+        Actor, DeveloperCreated, Event, EventMeta, IdempotencyKeyRecorded, IdempotencyRecord, Leg,
+        SubAccountStatusChanged, SubAccountUpdated,
     };
     use crate::domain::ids::SidKind;
 
@@ -261,6 +466,112 @@ mod tests {
         assert!(bulk == expected, "the bulk fold builds the same views and indexes");
         let reference = bulk.find_reference(developer, 4, "PAY-30").expect("found by reference");
         assert_eq!(reference.refer_trans_id(), Some("PAY-30"));
+    }
+
+    /// Records a TOPUP of 1.00 on `account` whose other leg is the ledger
+    /// account of the sub-account `other`, which only the state folds.
+    fn post_against(log: &mut Log, developer: Sid, account: Sid, other: Sid) {
+        let balance = log.balances.entry(account).or_default();
+        *balance += Decimal::ONE;
+        let balance_after = *balance;
+        let sid = Sid::generate(SidKind::Transaction);
+        let mut posting = top_up(sid, account, developer, Decimal::ONE, balance_after, None);
+        posting.legs[1] = Leg { account: format!("subaccount:{other}"), amount: -Decimal::ONE };
+        log.record(Event::BalanceToppedUp(posting), None);
+    }
+
+    fn update(log: &mut Log, account: Sid, email: &str) {
+        let event = Event::SubAccountUpdated(SubAccountUpdated {
+            sid: account,
+            password_argon2: None,
+            first_name: None,
+            last_name: None,
+            email: Some(email.to_string()),
+            mobile_phone: None,
+            domain: None,
+        });
+        log.record(event, None);
+    }
+
+    fn change_status(log: &mut Log, account: Sid, from: AccountStatus, to: AccountStatus) {
+        let event =
+            Event::SubAccountStatusChanged(SubAccountStatusChanged { sid: account, from, to });
+        log.record(event, None);
+    }
+
+    #[test]
+    fn postings_between_other_events_fold_the_same() {
+        let (mut log, developer, accounts) = Log::with_accounts(3);
+        let [first, second, third] = [accounts[0], accounts[1], accounts[2]];
+        for round in 0..5 {
+            log.post(developer, first, None);
+            log.post(developer, second, Some(&format!("PAY-{round}")));
+            let sid = log.post(developer, first, None);
+            // Events on a sub-account's stream between its postings.
+            update(&mut log, first, &format!("user{round}@example.com"));
+            log.record_idempotency(first, sid);
+            log.post(developer, first, None);
+            // A posting that takes from another sub-account's ledger
+            // account, which the state folds after the cached values are
+            // written back.
+            post_against(&mut log, developer, third, second);
+            log.post(developer, second, None);
+            change_status(&mut log, third, AccountStatus::Active, AccountStatus::Suspended);
+            change_status(&mut log, third, AccountStatus::Suspended, AccountStatus::Active);
+            log.post(developer, third, None);
+        }
+        let expected = log.fold_one_at_a_time().expect("the log folds");
+        let bulk = log.fold_in_bulk().expect("the log folds in bulk");
+        assert_eq!(bulk.state_hash(), expected.state_hash(), "state hashes");
+        assert!(bulk == expected, "the bulk fold builds the same views and indexes");
+        let ledger = |state: &State, sid: Sid| {
+            state.ledger_balances.get(&(LedgerAccount::SubAccount(sid), Currency::DEFAULT)).copied()
+        };
+        assert_eq!(ledger(&bulk, second), Some(Decimal::from(10 - 5)), "10 TOPUPs, 5 taken");
+        assert_eq!(bulk.accounts[&second].balance, Decimal::from(10), "the account's balance");
+        assert_eq!(bulk.stream_versions.get(&first).copied(), Some(1 + 5 * 5), "first's version");
+    }
+
+    #[test]
+    fn cached_postings_fail_as_one_at_a_time() {
+        // A posting on a closed sub-account after postings the cache holds.
+        let (mut log, developer, accounts) = Log::with_accounts(2);
+        log.post(developer, accounts[0], None);
+        log.post(developer, accounts[1], None);
+        change_status(&mut log, accounts[0], AccountStatus::Active, AccountStatus::Closed);
+        log.post(developer, accounts[1], None);
+        log.post(developer, accounts[0], None);
+        let closed = log.events;
+
+        // A balance after that does not follow from the cached balance.
+        let (mut log, developer, accounts) = Log::with_accounts(1);
+        log.post(developer, accounts[0], None);
+        log.post(developer, accounts[0], None);
+        log.balances.insert(accounts[0], Decimal::from(7));
+        log.post(developer, accounts[0], None);
+        let wrong_balance = log.events;
+
+        // A stream version that skips one.
+        let (mut log, developer, accounts) = Log::with_accounts(1);
+        log.post(developer, accounts[0], None);
+        log.post(developer, accounts[0], None);
+        log.events.last_mut().expect("a posting").version += 1;
+        let skipped_version = log.events;
+
+        for (events, what) in
+            [(closed, "closed"), (wrong_balance, "balance after"), (skipped_version, "version")]
+        {
+            let log = Log { events, ..Log::default() };
+            let exact = log.fold_one_at_a_time().expect_err("the last posting fails");
+            let bulk = log.fold_in_bulk().expect_err("the last posting fails in bulk");
+            assert_eq!(exact.seq, log.events.len() as u64, "the last event: {exact}");
+            assert!(exact.reason.contains(what), "{exact}");
+            assert_eq!(
+                (bulk.seq, bulk.reason),
+                (exact.seq, exact.reason),
+                "same event, same reason"
+            );
+        }
     }
 
     #[test]

@@ -127,6 +127,66 @@ pub fn subaccount_ledger_name(account: Sid) -> LedgerAccount {
     LedgerAccount::SubAccount(account)
 }
 
+/// Checks a posting against the sub-account it is made on, given that
+/// sub-account's developer, currency and balance before it: two legs on
+/// ledger accounts that sum to zero, the first on the sub-account with the
+/// posted amount, and a balance after that the amount gives and that is
+/// not below zero. Returns the ledger account of the second leg.
+fn check_posting(
+    e: &BalancePosted,
+    developer: Sid,
+    currency: Currency,
+    balance: Decimal,
+) -> Result<LedgerAccount, String> {
+    if developer != e.developer_sid || currency != e.currency {
+        return Err("posting does not match its sub-account".into());
+    }
+    let [own, contra] = &e.legs;
+    if own.account != subaccount_ledger_name(e.account_sid) || own.amount != e.amount {
+        return Err("the first leg is not the sub-account's".into());
+    }
+    let contra_account = LedgerAccount::parse(&contra.account)
+        .ok_or_else(|| format!("{:?} is no ledger account", contra.account))?;
+    if checked_add(own.amount, contra.amount) != Some(Decimal::ZERO) {
+        return Err("the legs do not sum to zero".into());
+    }
+    let expected_balance =
+        checked_add(balance, e.amount).ok_or_else(|| "balance overflows".to_string())?;
+    if expected_balance != e.balance_after {
+        return Err(format!(
+            "balance after is {}, the legs give {expected_balance}",
+            e.balance_after
+        ));
+    }
+    if expected_balance.is_sign_negative() && !expected_balance.is_zero() {
+        return Err("the prepaid balance goes below zero".into());
+    }
+    Ok(contra_account)
+}
+
+/// Builds the transaction that a posting event adds to the views.
+fn posting_transaction(
+    seq: u64,
+    at: DateTime<Utc>,
+    kind: PostingType,
+    e: &BalancePosted,
+) -> Result<Arc<Transaction>, String> {
+    let transaction = Transaction::new(TransactionFields {
+        sid: e.sid,
+        account: e.account_sid,
+        kind,
+        amount: e.amount,
+        currency: e.currency,
+        pay_method: e.pay_method,
+        refer_trans_id: e.refer_trans_id.as_deref(),
+        desc: e.desc.as_deref(),
+        balance_after: e.balance_after,
+        created: at,
+        seq,
+    })?;
+    Ok(Arc::new(transaction))
+}
+
 impl State {
     /// Folds a recorded event in, checking its sequence and stream version.
     pub fn apply_recorded(&mut self, recorded: &RecordedEvent) -> Result<(), ApplyError> {
@@ -404,32 +464,10 @@ impl State {
     ) -> Result<(), ApplyError> {
         let account = self.open_account(seq, e.account_sid)?;
         let fail = |reason: String| ApplyError { seq, reason };
-        if account.developer != e.developer_sid || account.currency != e.currency {
-            return Err(fail("posting does not match its sub-account".into()));
-        }
-
-        // The double-entry checks: two legs on ledger accounts summing to
-        // zero, the first on the sub-account with the posted amount.
+        let contra_account =
+            check_posting(e, account.developer, account.currency, account.balance).map_err(fail)?;
         let [own, contra] = &e.legs;
         let own_account = subaccount_ledger_name(e.account_sid);
-        if own.account != own_account || own.amount != e.amount {
-            return Err(fail("the first leg is not the sub-account's".into()));
-        }
-        let contra_account = LedgerAccount::parse(&contra.account)
-            .ok_or_else(|| fail(format!("{:?} is no ledger account", contra.account)))?;
-        if checked_add(own.amount, contra.amount) != Some(Decimal::ZERO) {
-            return Err(fail("the legs do not sum to zero".into()));
-        }
-        let expected_balance = checked_add(account.balance, e.amount)
-            .ok_or_else(|| fail("balance overflows".into()))?;
-        if expected_balance != e.balance_after {
-            let reason =
-                format!("balance after is {}, the legs give {expected_balance}", e.balance_after);
-            return Err(fail(reason));
-        }
-        if expected_balance.is_sign_negative() && !expected_balance.is_zero() {
-            return Err(fail("the prepaid balance goes below zero".into()));
-        }
         for (ledger_account, amount) in [(own_account, own.amount), (contra_account, contra.amount)]
         {
             let key = (ledger_account, e.currency);
@@ -447,21 +485,7 @@ impl State {
         account.balance = e.balance_after;
         account.balance_updated = at;
 
-        let transaction = Transaction::new(TransactionFields {
-            sid: e.sid,
-            account: e.account_sid,
-            kind,
-            amount: e.amount,
-            currency: e.currency,
-            pay_method: e.pay_method,
-            refer_trans_id: e.refer_trans_id.as_deref(),
-            desc: e.desc.as_deref(),
-            balance_after: e.balance_after,
-            created: at,
-            seq,
-        })
-        .map_err(fail)?;
-        let transaction = Arc::new(transaction);
+        let transaction = posting_transaction(seq, at, kind, e).map_err(fail)?;
         match deferred {
             Some(deferred) => deferred.push_posting(transaction),
             None => {
