@@ -7,6 +7,7 @@
 //! (`projection::BulkFold`). The rebuilt state's hash is computed and
 //! logged in the background.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::time::Instant;
 
@@ -173,8 +174,15 @@ fn replay_all_in_bulk(store: &dyn EventStore) -> Result<(State, u64), RecoveryEr
     let folded_ms = started.elapsed().as_millis() as u64;
     let state = fold.finish()?;
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    tracing::debug!(replayed, folded_ms, elapsed_ms, "replay finished, indexes built");
-    Ok((state, replayed))
+    tracing::debug!(
+        replayed = replayed.events,
+        batches_decoded_by_reader = replayed.decoded_by_reader,
+        batches_decoded_by_fold = replayed.decoded_by_fold,
+        folded_ms,
+        elapsed_ms,
+        "replay finished, indexes built"
+    );
+    Ok((state, replayed.events))
 }
 
 /// Returns the state a snapshot at `seq` decoded to, or logs why it did not
@@ -255,8 +263,25 @@ const REPLAY_BATCH_EVENTS: usize = 512;
 /// Batches the reading thread may run ahead of the fold, which bounds the
 /// decoded events held in memory at once.
 const REPLAY_BATCHES_AHEAD: usize = 8;
+/// Batches waiting for the fold at which the reading thread decodes the
+/// next batch itself. With fewer waiting, the folding thread would soon be
+/// idle, so it gets the batch undecoded and decodes it as it folds.
+const DECODE_HERE_FROM_WAITING: usize = 2;
 
-type Batch = Vec<RecordedEvent>;
+/// What a replay folded, and which thread decoded how many batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Replayed {
+    events: u64,
+    decoded_by_reader: u64,
+    decoded_by_fold: u64,
+}
+
+/// Events whose place in the hash chain the reading thread checked, and
+/// that it decoded or left for the folding thread to decode.
+enum Batch {
+    Decoded(Vec<RecordedEvent>),
+    Checked(Vec<RawEvent>),
+}
 
 /// Folds every event after `state.last_seq` into `state`, checking that each
 /// one's hash is `SHA-256(prev_hash ‖ body)` and links to the one before.
@@ -279,107 +304,169 @@ pub fn replay_tail(
         return Err(RecoveryError::Incomplete { head: head.seq, replayed: state.last_seq });
     }
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    tracing::debug!(replayed, elapsed_ms, "replay finished");
-    Ok((state, replayed))
+    tracing::debug!(
+        replayed = replayed.events,
+        batches_decoded_by_reader = replayed.decoded_by_reader,
+        batches_decoded_by_fold = replayed.decoded_by_fold,
+        elapsed_ms,
+        "replay finished"
+    );
+    Ok((state, replayed.events))
 }
 
 /// Checks and decodes `events` and passes each to `fold`; returns how many
-/// were folded. `tail_events` is the expected count, for progress reports.
+/// were folded, and which thread decoded how many batches. `tail_events` is the expected count, for progress reports.
 ///
-/// Two threads share the work: one reads the stored events, checks the
-/// chain and decodes them, the other folds them into the state. Events
-/// before a broken or undecodable one are folded first, so an error names
-/// the same event as a fold on one thread would.
+/// Two threads share the work: one reads the stored events and checks the
+/// chain, the other folds them into the state, and whichever would
+/// otherwise wait decodes them (`DECODE_HERE_FROM_WAITING`). Events before
+/// a broken or undecodable one are folded first, so an error names the
+/// same event as a fold on one thread would.
 fn replay_events(
     events: RawEventIter<'_>,
     fold: &mut dyn FnMut(&RecordedEvent) -> Result<(), ApplyError>,
     prev_hash: [u8; 32],
     tail_events: u64,
-) -> Result<u64, RecoveryError> {
+) -> Result<Replayed, RecoveryError> {
     let (batches, received) = mpsc::sync_channel(REPLAY_BATCHES_AHEAD);
     let (returned, folded) = mpsc::channel();
+    let waiting = AtomicUsize::new(0);
     std::thread::scope(|scope| {
+        let reader = Reader { batches, folded, waiting: &waiting };
         std::thread::Builder::new()
             .name("replay-read".into())
-            .spawn_scoped(scope, move || read_checked(events, prev_hash, &batches, &folded))
+            .spawn_scoped(scope, move || reader.read_checked(events, prev_hash))
             .map_err(StoreError::Io)?;
         // `fold_batches` owns the receiving end: when it returns early, the
         // reader's next send fails and the reader stops, so the scope's
         // join cannot wait on a full channel.
-        fold_batches(fold, received, returned, tail_events)
+        fold_batches(fold, received, returned, &waiting, tail_events)
     })
 }
 
-/// Folds the batches the reader sends, in order, and hands each batch
-/// back to the reader for reuse. Returns the number of events folded.
+/// Folds the batches the reader sends, in order, decoding those it left
+/// undecoded, and hands each decoded batch back to the reader for reuse.
 fn fold_batches(
     fold: &mut dyn FnMut(&RecordedEvent) -> Result<(), ApplyError>,
     received: Receiver<Result<Batch, RecoveryError>>,
-    folded: Sender<Batch>,
+    folded: Sender<Vec<RecordedEvent>>,
+    waiting: &AtomicUsize,
     tail_events: u64,
-) -> Result<u64, RecoveryError> {
+) -> Result<Replayed, RecoveryError> {
     let mut progress = Progress::start("replaying the event log", tail_events);
+    let mut replayed = Replayed::default();
     for batch in received {
-        let batch = batch?;
-        for recorded in &batch {
-            fold(recorded)?;
-            progress.advance();
+        waiting.fetch_sub(1, Ordering::AcqRel);
+        match batch? {
+            Batch::Decoded(batch) => {
+                replayed.decoded_by_reader += 1;
+                for recorded in &batch {
+                    fold(recorded)?;
+                    progress.advance();
+                }
+                // The reader drops the folded events because it allocated
+                // them. A block freed on the thread that allocated it goes
+                // back to that thread's cache, where the reader's next
+                // allocations find it. When the reader has finished
+                // already, the batch is dropped here.
+                let _ = folded.send(batch);
+            }
+            Batch::Checked(batch) => {
+                replayed.decoded_by_fold += 1;
+                for raw in &batch {
+                    fold(&raw.decode()?)?;
+                    progress.advance();
+                }
+            }
         }
-        // The reader drops the folded events because it allocated them. A
-        // block freed on the thread that allocated it goes back to that
-        // thread's cache, where the reader's next allocations find it. When
-        // the reader has finished already, the batch is dropped here.
-        let _ = folded.send(batch);
     }
     progress.finish();
-    Ok(progress.done())
+    replayed.events = progress.done();
+    Ok(replayed)
 }
 
-/// Checks each event's place in the hash chain, decodes it and sends it in
-/// batches. The first error is sent after the events before it, and ends
-/// the reading. Stops early when the folding side has stopped listening.
-fn read_checked(
-    events: RawEventIter<'_>,
-    mut prev_hash: [u8; 32],
-    batches: &SyncSender<Result<Batch, RecoveryError>>,
-    folded: &Receiver<Batch>,
-) {
-    let mut batch = Vec::with_capacity(REPLAY_BATCH_EVENTS);
-    for raw in events {
-        match raw.map_err(RecoveryError::from).and_then(|raw| check_link(&raw, &prev_hash)) {
-            Ok(recorded) => {
-                prev_hash = recorded.hash;
-                batch.push(recorded);
-            }
-            Err(error) => {
-                if !batch.is_empty() && batches.send(Ok(batch)).is_err() {
+/// The reading side of a replay: sends checked batches, and takes back
+/// the decoded ones that the fold is done with.
+struct Reader<'w> {
+    batches: SyncSender<Result<Batch, RecoveryError>>,
+    folded: Receiver<Vec<RecordedEvent>>,
+    /// Batches sent and not yet taken by the fold.
+    waiting: &'w AtomicUsize,
+}
+
+impl Reader<'_> {
+    /// Checks each event's place in the hash chain and sends the events in
+    /// batches, decoded when the fold is behind. The first error is sent
+    /// after the events before it, and ends the reading. Stops early when
+    /// the folding side has stopped listening.
+    fn read_checked(&self, events: RawEventIter<'_>, mut prev_hash: [u8; 32]) {
+        let mut batch = Vec::with_capacity(REPLAY_BATCH_EVENTS);
+        for raw in events {
+            match raw.map_err(RecoveryError::from).and_then(|raw| check_link(raw, &prev_hash)) {
+                Ok(raw) => {
+                    prev_hash = raw.hash;
+                    batch.push(raw);
+                }
+                Err(error) => {
+                    if !batch.is_empty() && !self.send_batch(batch) {
+                        return;
+                    }
+                    let _ = self.send(Err(error));
                     return;
                 }
-                let _ = batches.send(Err(error));
-                return;
+            }
+            if batch.len() == REPLAY_BATCH_EVENTS {
+                if !self.send_batch(batch) {
+                    return;
+                }
+                batch = Vec::with_capacity(REPLAY_BATCH_EVENTS);
             }
         }
-        if batch.len() == REPLAY_BATCH_EVENTS {
-            if batches.send(Ok(batch)).is_err() {
-                return;
-            }
-            batch = match folded.try_recv() {
-                Ok(mut reused) => {
-                    reused.clear();
-                    reused
-                }
-                Err(_) => Vec::with_capacity(REPLAY_BATCH_EVENTS),
-            };
+        if !batch.is_empty() {
+            self.send_batch(batch);
         }
     }
-    if !batch.is_empty() {
-        let _ = batches.send(Ok(batch));
+
+    /// Sends a checked batch, decoding it first when the fold has
+    /// `DECODE_HERE_FROM_WAITING` batches or more waiting. An event that
+    /// does not decode ends the batch: the events before it go first, then
+    /// the error. Returns whether the reading should go on.
+    fn send_batch(&self, batch: Vec<RawEvent>) -> bool {
+        if self.waiting.load(Ordering::Acquire) < DECODE_HERE_FROM_WAITING {
+            return self.send(Ok(Batch::Checked(batch)));
+        }
+        let mut decoded = match self.folded.try_recv() {
+            Ok(mut reused) => {
+                reused.clear();
+                reused
+            }
+            Err(_) => Vec::with_capacity(REPLAY_BATCH_EVENTS),
+        };
+        for raw in &batch {
+            match raw.decode() {
+                Ok(recorded) => decoded.push(recorded),
+                Err(error) => {
+                    if !decoded.is_empty() && !self.send(Ok(Batch::Decoded(decoded))) {
+                        return false;
+                    }
+                    self.send(Err(error.into()));
+                    return false;
+                }
+            }
+        }
+        self.send(Ok(Batch::Decoded(decoded)))
+    }
+
+    /// Sends to the fold; returns whether it still listens.
+    fn send(&self, batch: Result<Batch, RecoveryError>) -> bool {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        self.batches.send(batch).is_ok()
     }
 }
 
 /// Checks that a stored event follows `prev_hash` and that its hash covers
-/// its body, then decodes it.
-fn check_link(raw: &RawEvent, prev_hash: &[u8; 32]) -> Result<RecordedEvent, RecoveryError> {
+/// its body.
+fn check_link(raw: RawEvent, prev_hash: &[u8; 32]) -> Result<RawEvent, RecoveryError> {
     if raw.prev_hash != *prev_hash {
         let reason = "its prev_hash is not the hash of the event before".to_string();
         return Err(RecoveryError::Chain { seq: raw.seq, reason });
@@ -388,7 +475,7 @@ fn check_link(raw: &RawEvent, prev_hash: &[u8; 32]) -> Result<RecordedEvent, Rec
         let reason = "its hash does not match its contents".to_string();
         return Err(RecoveryError::Chain { seq: raw.seq, reason });
     }
-    Ok(raw.decode()?)
+    Ok(raw)
 }
 
 /// Encodes and stores a projection snapshot, logging the outcome. A failed
@@ -482,14 +569,54 @@ mod tests {
     }
 
     fn replay(events: Vec<StoreResult<RawEvent>>) -> (State, Result<u64, RecoveryError>) {
+        let (state, result) = replay_pausing(events, None);
+        (state, result.map(|replayed| replayed.events))
+    }
+
+    /// Replays `events`; with `pause`, the fold sleeps that long at the
+    /// first event, so that the reader runs ahead and decodes the batches
+    /// it sends once `DECODE_HERE_FROM_WAITING` are waiting.
+    fn replay_pausing(
+        events: Vec<StoreResult<RawEvent>>,
+        pause: Option<std::time::Duration>,
+    ) -> (State, Result<Replayed, RecoveryError>) {
         let mut state = State::default();
+        let tail_events = events.len() as u64;
         let result = replay_events(
             Box::new(events.into_iter()),
-            &mut |recorded| state.apply_recorded(recorded),
+            &mut |recorded| {
+                if let (1, Some(pause)) = (recorded.seq, pause) {
+                    std::thread::sleep(pause);
+                }
+                state.apply_recorded(recorded)
+            },
             GENESIS_HASH,
-            EVENTS,
+            tail_events,
         );
         (state, result)
+    }
+
+    /// Stored values of a chain of `events` developers. Event `undecodable`
+    /// has a body that is no event, sealed into the chain as if it had been
+    /// written.
+    fn developer_log(events: u64, undecodable: Option<u64>) -> Vec<Vec<u8>> {
+        let mut prev_hash = GENESIS_HASH;
+        (1..=events)
+            .map(|seq| {
+                let (mut value, mut hash) =
+                    seal(&developer_created(seq, u128::from(seq)), &prev_hash);
+                if Some(seq) == undecodable {
+                    let body = format!("{{\"seq\":{seq},\"stream\":\"nothing\"}}");
+                    hash = crate::store::chain_hash(&prev_hash, body.as_bytes());
+                    value.truncate(1);
+                    value.extend_from_slice(&prev_hash);
+                    value.extend_from_slice(&hash);
+                    value.extend_from_slice(body.as_bytes());
+                }
+                prev_hash = hash;
+                value
+            })
+            .collect()
     }
 
     #[test]
@@ -560,6 +687,41 @@ mod tests {
             other => panic!("expected an apply error at 1000, got {other:?}"),
         }
         assert_eq!(state.last_seq, 999, "the events before it are folded");
+    }
+
+    #[test]
+    fn both_threads_decode() {
+        // Six full batches: with the fold paused at the first event, the
+        // reader sends two batches undecoded and then finds them waiting.
+        let events = 6 * REPLAY_BATCH_EVENTS as u64;
+        let log = developer_log(events, None);
+        let pause = std::time::Duration::from_millis(300);
+        let (state, result) = replay_pausing(raw_events(&log), Some(pause));
+        let replayed = result.expect("the log replays");
+        assert_eq!(replayed.events, events, "every event is folded");
+        assert_eq!(state.developers.len() as u64, events, "one developer per event");
+        assert!(replayed.decoded_by_reader > 0, "the reader decoded batches: {replayed:?}");
+        assert!(replayed.decoded_by_fold > 0, "the fold decoded batches: {replayed:?}");
+        assert_eq!(replayed.decoded_by_reader + replayed.decoded_by_fold, 6, "{replayed:?}");
+    }
+
+    #[test]
+    fn undecodable_event_is_named_whoever_decodes_it() {
+        let events = 6 * REPLAY_BATCH_EVENTS as u64;
+        // In the second batch, which the fold decodes, and in the sixth,
+        // which the reader decodes while the fold is paused.
+        for (undecodable, pause) in [(700, None), (2900, Some(300))] {
+            let log = developer_log(events, Some(undecodable));
+            let pause = pause.map(std::time::Duration::from_millis);
+            let (state, result) = replay_pausing(raw_events(&log), pause);
+            match result {
+                Err(RecoveryError::Store(StoreError::Corrupt { seq, reason })) => {
+                    assert_eq!(seq, undecodable, "the undecodable event is named: {reason}");
+                }
+                other => panic!("expected a corrupt event at {undecodable}, got {other:?}"),
+            }
+            assert_eq!(state.last_seq, undecodable - 1, "the events before it are folded");
+        }
     }
 
     #[test]
