@@ -78,7 +78,16 @@ pub struct BulkFold {
     state: State,
     deferred: Deferred,
     cache: PostingCache,
+    /// Events the state folded itself, in all and since the views were
+    /// last compacted.
+    folded_by_state: u64,
+    folded_since_compacted: u64,
 }
+
+/// Events the state folds itself between two compactions of its views, at
+/// least; see `BulkFold::compact_before_postings`. Tests compact after a
+/// few events, so that their logs compact several times.
+const COMPACT_AFTER_EVENTS: u64 = if cfg!(test) { 8 } else { 4096 };
 
 impl BulkFold {
     pub fn new() -> BulkFold {
@@ -99,6 +108,7 @@ impl BulkFold {
             _ => None,
         };
         if let Some((kind, e)) = posting {
+            self.compact_before_postings();
             if self.cache.post(&self.state, recorded, kind, e, &mut self.deferred) {
                 self.state.last_seq = recorded.seq;
                 self.state.apply_idempotency(&recorded.meta);
@@ -118,7 +128,24 @@ impl BulkFold {
             &recorded.meta,
             &recorded.event,
             Some(&mut self.deferred),
-        )
+        )?;
+        self.folded_by_state += 1;
+        self.folded_since_compacted += 1;
+        Ok(())
+    }
+
+    /// Moves the views into sorted runs once the state has folded enough
+    /// events since the last time, so that the sub-accounts and SIP
+    /// resources created before a run of postings do not stay in `im`
+    /// maps, which take twice the memory, until `finish`. Compacting only
+    /// after as many events as half the views hold keeps the cost per
+    /// event constant on average.
+    fn compact_before_postings(&mut self) {
+        let due = COMPACT_AFTER_EVENTS.max(self.folded_by_state / 2);
+        if self.folded_since_compacted >= due {
+            self.state.compact_views();
+            self.folded_since_compacted = 0;
+        }
     }
 
     /// Builds the posting indexes and checks the postings and
@@ -126,7 +153,7 @@ impl BulkFold {
     /// index check carries the sequence number of the last event folded,
     /// and a failed record check the sequence number of the record.
     pub fn finish(self) -> Result<State, ApplyError> {
-        let BulkFold { mut state, deferred, mut cache } = self;
+        let BulkFold { mut state, deferred, mut cache, .. } = self;
         cache.write_back(&mut state);
         drop(cache);
         let Deferred { runs, idempotency } = deferred;
