@@ -24,6 +24,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -36,7 +37,7 @@ use super::{
     PostingType, State, Transaction,
 };
 use crate::domain::events::{AccountStatus, BalancePosted, Event};
-use crate::domain::ids::Sid;
+use crate::domain::ids::{Sid, SidHasher};
 use crate::domain::money::{checked_add, Currency};
 use crate::store::RecordedEvent;
 
@@ -227,7 +228,7 @@ struct CachedLedger {
 /// which `forget` drops.
 #[derive(Default)]
 struct PostingCache {
-    accounts: HashMap<Sid, CachedAccount>,
+    accounts: HashMap<Sid, CachedAccount, BuildHasherDefault<SidHasher>>,
     ledgers: HashMap<(LedgerAccount, Currency), CachedLedger>,
     changed_accounts: Vec<Sid>,
     changed_ledgers: Vec<(LedgerAccount, Currency)>,
