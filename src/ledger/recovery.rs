@@ -940,6 +940,257 @@ mod tests {
         assert_eq!(recovered.snapshot_seq, Some(300), "skipped without a preload too");
     }
 
+    /// Events in `posting_log_events`, four full batches and three more.
+    const POSTING_LOG_EVENTS: u64 = 4 * REPLAY_BATCH_EVENTS as u64 + 3;
+    /// Sub-accounts of `posting_log_events`, created after its developer.
+    const POSTING_ACCOUNTS: u64 = 3;
+
+    /// A kind of damage that `damaged_posting_log` gives one event.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum LogDamage {
+        /// A body that is no event, sealed into the chain.
+        Undecodable,
+        /// Sealed after a wrong hash.
+        BrokenLink,
+        /// A byte of the body changed after sealing.
+        AlteredBody,
+        /// A posting whose balance after does not follow, sealed.
+        WrongBalance,
+        /// The store fails to read it.
+        Unreadable,
+    }
+
+    /// Builds event `seq` of a log that starts with a developer and the
+    /// sub-accounts. TOPUPs of 1 on each sub-account in turn follow, with an
+    /// update of a sub-account every 97 events. Balances after are zero.
+    /// Any event may be a batch boundary in a replay of it.
+    fn posting_log_event(seq: u64) -> PendingEvent {
+        let developer = Sid::new(SidKind::Developer, DEVELOPER);
+        let accounts = 1 + POSTING_ACCOUNTS;
+        if seq == 1 {
+            return developer_created(1, DEVELOPER);
+        }
+        let account = Sid::new(SidKind::Account, 100 + u128::from(seq % POSTING_ACCOUNTS));
+        let meta = EventMeta {
+            recorded_at: Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap(),
+            actor: Actor::Developer(developer),
+            request_id: format!("req-{seq}"),
+            idempotency: None,
+        };
+        if seq <= accounts {
+            let created = sub_account_created(account, developer, &format!("user{seq}"));
+            let event = Event::SubAccountCreated(created);
+            return PendingEvent { seq, stream: account, version: 1, meta, event };
+        }
+        // The creation is version 1, and after the creations every
+        // `POSTING_ACCOUNTS`-th event is on the same sub-account.
+        let version = 1 + (seq - accounts - 1) / POSTING_ACCOUNTS + 1;
+        let event = if seq.is_multiple_of(97) {
+            Event::SubAccountUpdated(crate::domain::events::SubAccountUpdated {
+                sid: account,
+                password_argon2: None,
+                first_name: Some(format!("First {seq}")),
+                last_name: None,
+                email: None,
+                mobile_phone: None,
+                domain: None,
+            })
+        } else {
+            let sid = Sid::new(SidKind::Transaction, u128::from(seq));
+            Event::BalanceToppedUp(fixtures::top_up(
+                sid,
+                account,
+                developer,
+                Decimal::ONE,
+                Decimal::ZERO,
+                None,
+            ))
+        };
+        PendingEvent { seq, stream: account, version, meta, event }
+    }
+
+    /// Builds the events of `posting_log_event` with balances that follow.
+    fn posting_log_events() -> Vec<PendingEvent> {
+        let mut balances: std::collections::HashMap<Sid, i64> = Default::default();
+        (1..=POSTING_LOG_EVENTS)
+            .map(|seq| {
+                let mut pending = posting_log_event(seq);
+                if let Event::BalanceToppedUp(posting) = &mut pending.event {
+                    let balance = balances.entry(posting.account_sid).or_default();
+                    *balance += 1;
+                    posting.balance_after = Decimal::from(*balance);
+                }
+                pending
+            })
+            .collect()
+    }
+
+    /// Seals `posting_log_events` into a chain and returns the stored values.
+    fn sealed_posting_log() -> Vec<Vec<u8>> {
+        let mut prev_hash = GENESIS_HASH;
+        posting_log_events()
+            .iter()
+            .map(|pending| {
+                let (value, hash) = seal(pending, &prev_hash);
+                prev_hash = hash;
+                value
+            })
+            .collect()
+    }
+
+    /// Returns the events of `log`, a `sealed_posting_log`, with event `at`
+    /// damaged. The events after it are left as they are.
+    fn damaged_posting_log(
+        log: &[Vec<u8>],
+        damage: LogDamage,
+        at: u64,
+    ) -> Vec<StoreResult<RawEvent>> {
+        let index = at as usize - 1;
+        let prev_hash = match index {
+            0 => GENESIS_HASH,
+            _ => RawEvent::from_stored(at - 1, &log[index - 1]).expect("a sealed event").hash,
+        };
+        let mut pending = posting_log_events().swap_remove(index);
+        let value = match damage {
+            LogDamage::Undecodable => {
+                let body = format!("{{\"seq\":{at},\"stream\":\"nothing\"}}");
+                let hash = crate::store::chain_hash(&prev_hash, body.as_bytes());
+                let mut value = log[index][..1].to_vec();
+                value.extend_from_slice(&prev_hash);
+                value.extend_from_slice(&hash);
+                value.extend_from_slice(body.as_bytes());
+                value
+            }
+            LogDamage::BrokenLink => seal(&pending, &[7; 32]).0,
+            LogDamage::AlteredBody => {
+                let mut value = log[index].clone();
+                let last = value.len() - 3;
+                value[last] ^= 1;
+                value
+            }
+            LogDamage::WrongBalance => {
+                match &mut pending.event {
+                    Event::BalanceToppedUp(posting) => posting.balance_after += Decimal::TEN,
+                    _ => pending.version += 1,
+                }
+                seal(&pending, &prev_hash).0
+            }
+            LogDamage::Unreadable => Vec::new(),
+        };
+        log.iter()
+            .zip(1..)
+            .map(|(stored, seq)| match seq == at {
+                true if damage == LogDamage::Unreadable => {
+                    Err(StoreError::corrupt(seq, "stored event is shorter than its header"))
+                }
+                true => RawEvent::from_stored(seq, &value),
+                false => RawEvent::from_stored(seq, stored),
+            })
+            .collect()
+    }
+
+    /// Checks, decodes and folds `events` in order on this thread, as a
+    /// replay must appear to. Returns the sequence number of the last event
+    /// folded, and the error of the first event that fails.
+    fn replay_on_one_thread(events: Vec<StoreResult<RawEvent>>) -> (u64, Option<String>) {
+        let mut state = State::default();
+        let mut prev_hash = GENESIS_HASH;
+        for raw in events {
+            let step = raw.map_err(RecoveryError::from).and_then(|raw| {
+                let raw = check_link(raw, &prev_hash)?;
+                prev_hash = raw.hash;
+                let recorded = raw.decode()?;
+                state.apply_recorded(&recorded)?;
+                Ok(())
+            });
+            if let Err(error) = step {
+                return (state.last_seq, Some(error.to_string()));
+            }
+        }
+        (state.last_seq, None)
+    }
+
+    /// Replays `events` through `BulkFold`, the fold pausing at its first
+    /// event when `pause` is given, so that the reader decodes batches too.
+    fn replay_in_bulk(
+        events: Vec<StoreResult<RawEvent>>,
+        pause: Option<std::time::Duration>,
+    ) -> (BulkFold, Result<Replayed, RecoveryError>) {
+        let mut fold = BulkFold::new();
+        let tail_events = events.len() as u64;
+        let result = replay_events(
+            Box::new(events.into_iter()),
+            &mut |recorded| {
+                if let (1, Some(pause)) = (recorded.seq, pause) {
+                    std::thread::sleep(pause);
+                }
+                fold.apply_recorded(recorded)
+            },
+            GENESIS_HASH,
+            tail_events,
+        );
+        (fold, result)
+    }
+
+    #[test]
+    fn bulk_replay_matches_one_at_a_time() {
+        let expected = {
+            let mut state = State::default();
+            for (seq, pending) in posting_log_events().into_iter().enumerate() {
+                let recorded = RecordedEvent {
+                    seq: seq as u64 + 1,
+                    stream: pending.stream,
+                    version: pending.version,
+                    meta: pending.meta,
+                    event: pending.event,
+                    prev_hash: [0; 32],
+                    hash: [0; 32],
+                };
+                state.apply_recorded(&recorded).expect("the log folds");
+            }
+            state
+        };
+        for pause in [None, Some(std::time::Duration::from_millis(40))] {
+            let events = raw_events(&sealed_posting_log());
+            let (fold, result) = replay_in_bulk(events, pause);
+            let replayed = result.expect("the log replays");
+            assert_eq!(replayed.events, POSTING_LOG_EVENTS, "every event, pause {pause:?}");
+            let state = fold.finish().expect("the indexes build");
+            assert_eq!(state.state_hash(), expected.state_hash(), "pause {pause:?}");
+            assert!(state == expected, "the same views, pause {pause:?}");
+        }
+    }
+
+    #[test]
+    fn boundary_damage_named_as_on_one_thread() {
+        let batch = REPLAY_BATCH_EVENTS as u64;
+        // The first event, both sides of the first boundary, and, in
+        // batches that the reader decodes when the fold is paused, the
+        // first event of a batch and the last event.
+        let positions = [1, batch, batch + 1, 3 * batch + 1, POSTING_LOG_EVENTS];
+        let log = sealed_posting_log();
+        let damages = [
+            LogDamage::Undecodable,
+            LogDamage::BrokenLink,
+            LogDamage::AlteredBody,
+            LogDamage::WrongBalance,
+            LogDamage::Unreadable,
+        ];
+        for damage in damages {
+            for at in positions {
+                let (folded, error) = replay_on_one_thread(damaged_posting_log(&log, damage, at));
+                let error = error.unwrap_or_else(|| panic!("{damage:?} at {at} breaks the log"));
+                for pause in [None, Some(std::time::Duration::from_millis(2))] {
+                    let (fold, result) =
+                        replay_in_bulk(damaged_posting_log(&log, damage, at), pause);
+                    let got = result.map(|replayed| replayed.events).map_err(|e| e.to_string());
+                    assert_eq!(got, Err(error.clone()), "{damage:?} at {at}, pause {pause:?}");
+                    assert_eq!(fold.last_seq(), folded, "{damage:?} at {at}, pause {pause:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn nothing_preloaded_replays() {
         let dir = tempfile::tempdir().expect("a temporary directory");
