@@ -15,6 +15,8 @@
 
 mod bulk;
 #[cfg(test)]
+mod bulk_props_tests;
+#[cfg(test)]
 mod fold_paths_tests;
 mod indexes;
 pub mod keys;
