@@ -268,7 +268,7 @@ const REPLAY_BATCHES_AHEAD: usize = 8;
 /// idle, so it gets the batch undecoded and decodes it as it folds.
 const DECODE_HERE_FROM_WAITING: usize = 2;
 
-/// What a replay folded, and which thread decoded how many batches.
+/// The events a replay folded, and the batches that each thread decoded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Replayed {
     events: u64,
@@ -573,9 +573,9 @@ mod tests {
         (state, result.map(|replayed| replayed.events))
     }
 
-    /// Replays `events`; with `pause`, the fold sleeps that long at the
-    /// first event, so that the reader runs ahead and decodes the batches
-    /// it sends once `DECODE_HERE_FROM_WAITING` are waiting.
+    /// Replays `events`. With `pause`, the fold sleeps that long at the
+    /// first event. The reader then runs ahead, and decodes the batches it
+    /// sends once `DECODE_HERE_FROM_WAITING` are waiting.
     fn replay_pausing(
         events: Vec<StoreResult<RawEvent>>,
         pause: Option<std::time::Duration>,

@@ -135,12 +135,12 @@ impl BulkFold {
         Ok(())
     }
 
-    /// Moves the views into sorted runs once the state has folded enough
-    /// events since the last time, so that the sub-accounts and SIP
-    /// resources created before a run of postings do not stay in `im`
-    /// maps, which take twice the memory, until `finish`. Compacting only
-    /// after as many events as half the views hold keeps the cost per
-    /// event constant on average.
+    /// Moves the views into sorted runs before a posting, once the state
+    /// has folded enough events since the last time. The sub-accounts and
+    /// SIP resources created before a run of postings then do not stay in
+    /// `im` maps, which take twice the memory, until `finish`. Enough is
+    /// `COMPACT_AFTER_EVENTS`, and half as many as the state has folded in
+    /// all, which keeps the cost per event constant on average.
     fn compact_before_postings(&mut self) {
         let due = COMPACT_AFTER_EVENTS.max(self.folded_by_state / 2);
         if self.folded_since_compacted >= due {
@@ -194,7 +194,7 @@ impl BulkFold {
     }
 }
 
-/// What a posting reads and changes of its sub-account.
+/// The values of a sub-account that a posting reads or changes.
 struct CachedAccount {
     developer: Sid,
     currency: Currency,
