@@ -203,7 +203,7 @@ impl State {
             stream_versions,
         );
         let sip = (sip_accounts, account_sip_accounts, account_sip_history, sip_aliases, sip_names);
-        let mut sections = SectionWriter { out, buffer: Vec::new(), lengths: Vec::new() };
+        let mut sections = SectionWriter { out, lengths: Vec::new() };
         sections.write(&core)?;
         sections.write(&sip)?;
         for run in runs {
@@ -315,20 +315,44 @@ impl State {
 /// Writes sections to `out` one at a time and records their lengths.
 struct SectionWriter<'a> {
     out: &'a mut dyn std::io::Write,
-    /// The section being encoded, kept between sections for its capacity.
-    buffer: Vec<u8>,
     lengths: Vec<u64>,
 }
 
+/// Bytes buffered between postcard and the snapshot's writer, which
+/// computes a CRC-32 of each write and is cheaper for larger writes.
+const SECTION_WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
 impl SectionWriter<'_> {
+    /// Encodes a section straight into the output and records its length.
+    /// The table of lengths comes after the sections, so no section needs
+    /// to be in memory whole.
     fn write(&mut self, value: &(impl serde::Serialize + ?Sized)) -> std::io::Result<()> {
-        let mut buffer = std::mem::take(&mut self.buffer);
-        buffer.clear();
-        let buffer = postcard::to_extend(value, buffer).map_err(std::io::Error::other)?;
-        self.out.write_all(&buffer)?;
-        self.lengths.push(buffer.len() as u64);
-        self.buffer = buffer;
+        let mut counted = CountingWriter { out: &mut *self.out, written: 0 };
+        let mut buffered =
+            std::io::BufWriter::with_capacity(SECTION_WRITE_BUFFER_BYTES, &mut counted);
+        postcard::to_io(value, &mut buffered).map_err(std::io::Error::other)?;
+        std::io::Write::flush(&mut buffered)?;
+        drop(buffered);
+        self.lengths.push(counted.written);
         Ok(())
+    }
+}
+
+/// Counts the bytes written through it.
+struct CountingWriter<'a> {
+    out: &'a mut dyn std::io::Write,
+    written: u64,
+}
+
+impl std::io::Write for CountingWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(bytes)?;
+        self.written += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 

@@ -152,6 +152,48 @@ fn postings_round_trip() {
 }
 
 #[test]
+fn sections_are_postcard_of_each_part() {
+    // The sections stream into the output; their bytes must be those of
+    // postcard encoding each part on its own, as earlier builds wrote.
+    let state = Ledger::with_postings(20).state;
+    let s = &state;
+    let core = (
+        &s.last_seq,
+        &s.developers,
+        &s.accounts,
+        &s.account_order,
+        &s.developer_accounts,
+        &s.logins,
+        &s.idempotency,
+        &s.ledger_balances,
+        &s.stream_versions,
+    );
+    let sip = (
+        &s.sip_accounts,
+        &s.account_sip_accounts,
+        &s.account_sip_history,
+        &s.sip_aliases,
+        &s.sip_names,
+    );
+    let postings: Vec<&Transaction> = s.transaction_order.iter().map(Arc::as_ref).collect();
+    let mut sections = vec![
+        postcard::to_allocvec(&core).expect("core encodes"),
+        postcard::to_allocvec(&sip).expect("SIP views encode"),
+    ];
+    sections.extend(postings.chunks(8).map(|run| postcard::to_allocvec(run).expect("encodes")));
+    let mut expected = SNAPSHOT_PREFIX.to_vec();
+    for section in &sections {
+        expected.extend_from_slice(section);
+    }
+    for section in &sections {
+        expected.extend_from_slice(&(section.len() as u64).to_le_bytes());
+    }
+    expected.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    assert_eq!(sections.len(), 5, "two view sections and three of postings");
+    assert!(state.encode_sections(8) == expected, "the snapshot's bytes");
+}
+
+#[test]
 fn decoded_state_keeps_folding() {
     let mut folded = Ledger::with_postings(20);
     let mut decoded = Ledger {
