@@ -156,6 +156,7 @@ fn sections_are_postcard_of_each_part() {
     // The sections stream into the output; their bytes must be those of
     // postcard encoding each part on its own, as earlier builds wrote.
     let state = Ledger::with_postings(20).state;
+
     let s = &state;
     let core = (
         &s.last_seq,
@@ -176,11 +177,13 @@ fn sections_are_postcard_of_each_part() {
         &s.sip_names,
     );
     let postings: Vec<&Transaction> = s.transaction_order.iter().map(Arc::as_ref).collect();
+
     let mut sections = vec![
         postcard::to_allocvec(&core).expect("core encodes"),
         postcard::to_allocvec(&sip).expect("SIP views encode"),
     ];
     sections.extend(postings.chunks(8).map(|run| postcard::to_allocvec(run).expect("encodes")));
+
     let mut expected = SNAPSHOT_PREFIX.to_vec();
     for section in &sections {
         expected.extend_from_slice(section);
@@ -189,6 +192,7 @@ fn sections_are_postcard_of_each_part() {
         expected.extend_from_slice(&(section.len() as u64).to_le_bytes());
     }
     expected.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+
     assert_eq!(sections.len(), 5, "two view sections and three of postings");
     assert!(state.encode_sections(8) == expected, "the snapshot's bytes");
 }
