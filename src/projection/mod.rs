@@ -129,11 +129,11 @@ pub fn subaccount_ledger_name(account: Sid) -> LedgerAccount {
     LedgerAccount::SubAccount(account)
 }
 
-/// Checks a posting against the sub-account it is made on, given that
-/// sub-account's developer, currency and balance before it: two legs on
-/// ledger accounts that sum to zero, the first on the sub-account with the
-/// posted amount, and a balance after that the amount gives and that is
-/// not below zero. Returns the ledger account of the second leg.
+/// Checks a posting against its sub-account's developer, currency and
+/// balance before it. The two legs must be on ledger accounts and sum to
+/// zero, the first on the sub-account with the posted amount. The balance
+/// after must be the balance plus the amount, and not below zero. Returns
+/// the ledger account of the second leg.
 fn check_posting(
     e: &BalancePosted,
     developer: Sid,

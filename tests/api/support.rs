@@ -106,6 +106,9 @@ pub struct Server {
     aes_key_text: String,
     pub client: reqwest::Client,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The thread that copies the server's log into `logs`. It ends when
+    /// the process has exited and the pipe is drained.
+    log_reader: Option<std::thread::JoinHandle<()>>,
     extra_args: Vec<String>,
 }
 
@@ -154,7 +157,7 @@ impl Server {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (sender, receiver) = std::sync::mpsc::channel();
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             let mut sender = Some(sender);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -197,6 +200,7 @@ impl Server {
             aes_key_text,
             client,
             logs,
+            log_reader: Some(log_reader),
             extra_args,
         }
     }
@@ -246,7 +250,16 @@ impl Server {
         let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
         assert!(status.success(), "kill -TERM failed");
         let exit = child.wait().expect("wait for the server");
+        self.wait_for_log_end();
         assert!(exit.success(), "server exited with {exit} after SIGTERM: {:?}", self.logs());
+    }
+
+    /// Waits until every line the exited server wrote is in `logs`. Without
+    /// this, the last lines may still be in the pipe when a test reads them.
+    fn wait_for_log_end(&mut self) {
+        if let Some(reader) = self.log_reader.take() {
+            reader.join().expect("the log reader does not panic");
+        }
     }
 
     /// Kills the server with SIGKILL, as a crash would.
@@ -254,6 +267,7 @@ impl Server {
         if let Some(mut child) = self.child.take() {
             child.kill().expect("SIGKILL the server");
             let _ = child.wait();
+            self.wait_for_log_end();
         }
     }
 

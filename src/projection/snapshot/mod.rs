@@ -338,7 +338,7 @@ impl SectionWriter<'_> {
     }
 }
 
-/// Counts the bytes written through it.
+/// A writer that counts the bytes written through it.
 struct CountingWriter<'a> {
     out: &'a mut dyn std::io::Write,
     written: u64,
