@@ -363,16 +363,16 @@ impl PostingCache {
 mod tests {
     use std::collections::HashMap;
 
-    use chrono::{TimeZone, Utc};
     use rust_decimal::Decimal;
 
     use super::*;
     use crate::domain::events::fixtures::{sub_account_created, top_up};
     use crate::domain::events::{
-        Actor, DeveloperCreated, Event, EventMeta, IdempotencyKeyRecorded, IdempotencyRecord, Leg,
+        Actor, DeveloperCreated, Event, IdempotencyKeyRecorded, IdempotencyRecord, Leg,
         SubAccountStatusChanged, SubAccountUpdated,
     };
     use crate::domain::ids::SidKind;
+    use crate::projection::test_log::recorded;
 
     /// A log of recorded events, numbered and versioned as a store would.
     #[derive(Default)]
@@ -412,21 +412,8 @@ mod tests {
             let stream = event.stream();
             let version = self.versions.entry(stream).or_default();
             *version += 1;
-            let meta = EventMeta {
-                recorded_at: Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap(),
-                actor: Actor::Platform,
-                request_id: String::new(),
-                idempotency,
-            };
-            self.events.push(RecordedEvent {
-                seq,
-                stream,
-                version: *version,
-                meta,
-                event,
-                prev_hash: [0; 32],
-                hash: [0; 32],
-            });
+            let actor = Actor::Platform;
+            self.events.push(recorded(seq, stream, *version, actor, event, idempotency));
         }
 
         /// Records a TOPUP of 1.00 and returns its sid.

@@ -8,16 +8,16 @@
 
 use std::collections::HashMap;
 
-use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
+use super::test_log::recorded;
 use super::{ApplyError, BulkFold, State};
 use crate::crypto::SipDigests;
 use crate::domain::events::fixtures::{sub_account_created, top_up};
 use crate::domain::events::{
-    AccountStatus, Actor, DeveloperCreated, Event, EventMeta, IdempotencyKeyRecorded,
-    IdempotencyRecord, Leg, SipAccountCreated, SubAccountStatusChanged, SubAccountUpdated,
+    AccountStatus, Actor, DeveloperCreated, Event, IdempotencyKeyRecorded, IdempotencyRecord, Leg,
+    SipAccountCreated, SubAccountStatusChanged, SubAccountUpdated,
 };
 use crate::domain::ids::{Sid, SidKind};
 use crate::domain::money::Currency;
@@ -249,21 +249,7 @@ impl Writer {
         let stream = stream.unwrap_or_else(|| event.stream());
         let version = self.versions.entry(stream).or_default();
         *version += 1;
-        let meta = EventMeta {
-            recorded_at: Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap(),
-            actor,
-            request_id: format!("request-{seq}"),
-            idempotency,
-        };
-        self.events.push(RecordedEvent {
-            seq,
-            stream,
-            version: *version,
-            meta,
-            event,
-            prev_hash: [0; 32],
-            hash: [0; 32],
-        });
+        self.events.push(recorded(seq, stream, *version, actor, event, idempotency));
     }
 
     fn create(&mut self, index: usize) {

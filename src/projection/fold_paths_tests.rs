@@ -6,17 +6,16 @@
 
 use std::collections::HashMap;
 
-use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 
+use super::test_log::recorded;
 use super::{BulkFold, State};
 use crate::crypto::SipDigests;
 use crate::domain::events::fixtures::{sub_account_created, top_up};
 use crate::domain::events::{
-    AccountStatus, Actor, BalancePosted, DeveloperCreated, Event, EventMeta,
-    IdempotencyKeyRecorded, IdempotencyRecord, Leg, SipAccountCreated, SipAccountDeleted,
-    SipAccountUpdated, SipAliasAdded, SipAliasChanged, SipAliasRemoved, SubAccountStatusChanged,
-    SubAccountUpdated,
+    AccountStatus, Actor, BalancePosted, DeveloperCreated, Event, IdempotencyKeyRecorded,
+    IdempotencyRecord, Leg, SipAccountCreated, SipAccountDeleted, SipAccountUpdated, SipAliasAdded,
+    SipAliasChanged, SipAliasRemoved, SubAccountStatusChanged, SubAccountUpdated,
 };
 use crate::domain::ids::{Sid, SidKind};
 use crate::domain::money::Currency;
@@ -50,21 +49,7 @@ impl Log {
         let stream = event.stream();
         let version = self.versions.entry(stream).or_default();
         *version += 1;
-        let meta = EventMeta {
-            recorded_at: Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap(),
-            actor,
-            request_id: format!("request-{seq}"),
-            idempotency,
-        };
-        self.events.push(RecordedEvent {
-            seq,
-            stream,
-            version: *version,
-            meta,
-            event,
-            prev_hash: [0; 32],
-            hash: [0; 32],
-        });
+        self.events.push(recorded(seq, stream, *version, actor, event, idempotency));
     }
 
     /// Records a TOPUP of `amount` by PayPal, or an ADJUSTMENT, with an

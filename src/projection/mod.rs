@@ -25,6 +25,8 @@ mod parallel;
 pub mod posting_list;
 mod snapshot;
 pub mod sorted_run;
+#[cfg(test)]
+mod test_log;
 
 use std::sync::Arc;
 
