@@ -573,27 +573,32 @@ mod tests {
         (state, result.map(|replayed| replayed.events))
     }
 
-    /// Replays `events`. With `pause`, the fold sleeps that long at the
-    /// first event. The reader then runs ahead, and decodes the batches it
-    /// sends once `DECODE_HERE_FROM_WAITING` are waiting.
+    /// Replays `events` into a new state.
     fn replay_pausing(
         events: Vec<StoreResult<RawEvent>>,
         pause: Option<std::time::Duration>,
     ) -> (State, Result<Replayed, RecoveryError>) {
         let mut state = State::default();
-        let tail_events = events.len() as u64;
-        let result = replay_events(
-            Box::new(events.into_iter()),
-            &mut |recorded| {
-                if let (1, Some(pause)) = (recorded.seq, pause) {
-                    std::thread::sleep(pause);
-                }
-                state.apply_recorded(recorded)
-            },
-            GENESIS_HASH,
-            tail_events,
-        );
+        let result = replay_into(events, pause, &mut |recorded| state.apply_recorded(recorded));
         (state, result)
+    }
+
+    /// Replays `events` into `fold`. With `pause`, the fold sleeps that
+    /// long at the first event. The reader then runs ahead, and decodes
+    /// the batches it sends once `DECODE_HERE_FROM_WAITING` are waiting.
+    fn replay_into(
+        events: Vec<StoreResult<RawEvent>>,
+        pause: Option<std::time::Duration>,
+        fold: &mut dyn FnMut(&RecordedEvent) -> Result<(), ApplyError>,
+    ) -> Result<Replayed, RecoveryError> {
+        let tail_events = events.len() as u64;
+        let pausing_fold = &mut |recorded: &RecordedEvent| {
+            if let (1, Some(pause)) = (recorded.seq, pause) {
+                std::thread::sleep(pause);
+            }
+            fold(recorded)
+        };
+        replay_events(Box::new(events.into_iter()), pausing_fold, GENESIS_HASH, tail_events)
     }
 
     /// Stored values of a chain of `events` developers. Event `undecodable`
@@ -1117,18 +1122,7 @@ mod tests {
         pause: Option<std::time::Duration>,
     ) -> (BulkFold, Result<Replayed, RecoveryError>) {
         let mut fold = BulkFold::new();
-        let tail_events = events.len() as u64;
-        let result = replay_events(
-            Box::new(events.into_iter()),
-            &mut |recorded| {
-                if let (1, Some(pause)) = (recorded.seq, pause) {
-                    std::thread::sleep(pause);
-                }
-                fold.apply_recorded(recorded)
-            },
-            GENESIS_HASH,
-            tail_events,
-        );
+        let result = replay_into(events, pause, &mut |recorded| fold.apply_recorded(recorded));
         (fold, result)
     }
 
