@@ -7,6 +7,7 @@ pub mod audit;
 pub mod crypto;
 pub mod domain;
 pub mod ledger;
+pub mod memory;
 pub mod projection;
 pub mod server;
 pub mod store;

@@ -39,6 +39,7 @@ use super::{
 use crate::domain::events::{AccountStatus, BalancePosted, Event};
 use crate::domain::ids::{Sid, SidHasher};
 use crate::domain::money::{checked_add, Currency};
+use crate::memory;
 use crate::store::RecordedEvent;
 
 /// Postings per run: the unit of the parallel key jobs, as a snapshot
@@ -155,8 +156,15 @@ impl BulkFold {
     /// and a failed record check the sequence number of the record.
     pub fn finish(self) -> Result<State, ApplyError> {
         let BulkFold { mut state, deferred, mut cache, .. } = self;
+        // The fold has freed the decoded events, and the write-back and the
+        // compaction free the posting cache and the views' replaced values
+        // and map nodes. Returned, those pages do not add to the peak RSS
+        // that the index build sets.
+        memory::return_freed("the fold");
         cache.write_back(&mut state);
         drop(cache);
+        state.compact_views();
+        memory::return_freed("the posting cache's write-back");
         let Deferred { runs, idempotency } = deferred;
         let seq = state.last_seq;
         let fail = |reason: String| ApplyError { seq, reason };
@@ -174,7 +182,6 @@ impl BulkFold {
         state.references = built.references;
         state.account_transactions = built.account_transactions;
         state.developer_transactions = built.developer_transactions;
-        state.compact_views();
 
         for (record_seq, resource, account) in idempotency {
             match state.transaction(resource) {
