@@ -27,6 +27,7 @@ mod snapshot;
 pub mod sorted_run;
 #[cfg(test)]
 mod test_log;
+mod texts;
 
 use std::sync::Arc;
 

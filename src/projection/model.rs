@@ -19,6 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::domain::events::AccountStatus;
 use crate::domain::ids::{Sid, SidBits, SidKind};
 use crate::domain::money::Currency;
+use crate::projection::texts::PostingTexts;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Developer {
@@ -105,34 +106,26 @@ impl PostingType {
 
 /// A posting. Its developer is the sub-account's, which never changes.
 ///
-/// A million postings make up most of the state, so a posting takes 104
+/// A million postings make up most of the state, so a posting takes 96
 /// bytes instead of the 144 of plain fields. With its `Arc` that is an
-/// allocation of 128 bytes. The two ids drop their kinds, which are fixed.
-/// The two texts share one allocation, and the time is stored in
-/// microseconds. It serializes as the plain fields, in their order.
+/// allocation of 112 bytes. The two ids drop their kinds, which are fixed.
+/// The two texts share one allocation behind a thin pointer
+/// (`PostingTexts`), and the time is stored in microseconds. It serializes as the plain fields, in their order.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Transaction {
     sid: SidBits,
     account: SidBits,
     pub amount: Decimal,
     pub balance_after: Decimal,
-    /// `refer_trans_id` followed by `desc`, each of them if present.
-    texts: Box<str>,
+    texts: PostingTexts,
     /// `created` in microseconds since the epoch.
     created_micros: i64,
     /// Sequence number of the event that recorded the posting.
     pub seq: u64,
     pub pay_method: u16,
-    /// Length in bytes of `refer_trans_id`, or `NO_REFERENCE`.
-    reference_len: u16,
     pub kind: PostingType,
     pub currency: Currency,
-    has_desc: bool,
 }
-
-/// `reference_len` of a posting without `refer_trans_id`. References are
-/// at most 128 characters, so at most 512 bytes.
-const NO_REFERENCE: u16 = u16::MAX;
 
 /// The fields of a new `Transaction`.
 #[derive(Debug, Clone)]
@@ -152,7 +145,8 @@ pub struct TransactionFields<'a> {
 
 impl Transaction {
     /// Builds a posting, or returns the field it cannot hold: an id of
-    /// another kind, or a reference of 65,535 bytes or more. `created` is
+    /// another kind, or a reference or description of 65,535 bytes or more.
+    /// `created` is
     /// kept to the microsecond.
     pub fn new(fields: TransactionFields<'_>) -> Result<Transaction, String> {
         if fields.sid.kind() != SidKind::Transaction {
@@ -161,20 +155,7 @@ impl Transaction {
         if fields.account.kind() != SidKind::Account {
             return Err(format!("account id {} is not a sub-account's", fields.account));
         }
-        let reference = fields.refer_trans_id.unwrap_or_default();
-        let reference_len = match fields.refer_trans_id {
-            None => NO_REFERENCE,
-            Some(reference) => u16::try_from(reference.len())
-                .ok()
-                .filter(|&len| len != NO_REFERENCE)
-                .ok_or_else(|| format!("refer_trans_id of {} bytes", reference.len()))?,
-        };
-        let desc = fields.desc.unwrap_or_default();
-        let texts = if desc.is_empty() {
-            Box::from(reference)
-        } else {
-            [reference, desc].concat().into_boxed_str()
-        };
+        let texts = PostingTexts::new(fields.refer_trans_id, fields.desc)?;
         Ok(Transaction {
             sid: fields.sid.bits(),
             account: fields.account.bits(),
@@ -184,10 +165,8 @@ impl Transaction {
             created_micros: fields.created.timestamp_micros(),
             seq: fields.seq,
             pay_method: fields.pay_method,
-            reference_len,
             kind: fields.kind,
             currency: fields.currency,
-            has_desc: fields.desc.is_some(),
         })
     }
 
@@ -218,18 +197,11 @@ impl Transaction {
     }
 
     pub fn refer_trans_id(&self) -> Option<&str> {
-        match self.reference_len {
-            NO_REFERENCE => None,
-            len => Some(&self.texts[..usize::from(len)]),
-        }
+        self.texts.reference()
     }
 
     pub fn desc(&self) -> Option<&str> {
-        let start = match self.reference_len {
-            NO_REFERENCE => 0,
-            len => usize::from(len),
-        };
-        self.has_desc.then(|| &self.texts[start..])
+        self.texts.desc()
     }
 
     pub fn created(&self) -> DateTime<Utc> {
@@ -503,7 +475,7 @@ mod tests {
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn transaction_fits_in_104_bytes() {
-        assert_eq!(std::mem::size_of::<Transaction>(), 104);
+    fn transaction_fits_in_96_bytes() {
+        assert_eq!(std::mem::size_of::<Transaction>(), 96);
     }
 }
