@@ -91,6 +91,17 @@ pub struct BulkFold {
 /// few events, so that their logs compact several times.
 const COMPACT_AFTER_EVENTS: u64 = if cfg!(test) { 8 } else { 4096 };
 
+/// Events between two returns of freed memory to the system during a fold
+/// (`memory::return_freed`). The events a fold decodes and frees, and the
+/// map nodes that compactions replace, leave free pages that the growing
+/// posting list cannot always reuse: jemalloc carves a slab of 112-byte
+/// postings from 7 contiguous pages, and the reading thread's pages belong
+/// to its own arena. Without these returns a cold start at 100,000
+/// sub-accounts and 1,000,000 postings kept about 120 MiB of such pages by
+/// the end of its fold. With one every 131,072 events, nine returns of
+/// about 10 ms each, it peaked about 50 MiB lower (docs/benchmarks.md).
+const RETURN_FREED_EVERY_EVENTS: u64 = 1 << 17;
+
 impl BulkFold {
     pub fn new() -> BulkFold {
         BulkFold::default()
@@ -104,6 +115,9 @@ impl BulkFold {
     /// Folds a recorded event in, checking its sequence and stream version
     /// as `State::apply_recorded` does.
     pub fn apply_recorded(&mut self, recorded: &RecordedEvent) -> Result<(), ApplyError> {
+        if recorded.seq.is_multiple_of(RETURN_FREED_EVERY_EVENTS) {
+            memory::return_freed("131,072 events of a full replay");
+        }
         let posting = match &recorded.event {
             Event::BalanceToppedUp(e) => Some((PostingType::TopUp, e)),
             Event::BalanceAdjusted(e) => Some((PostingType::Adjustment, e)),
