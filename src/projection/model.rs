@@ -473,6 +473,32 @@ mod tests {
         assert!(matches!(error, postcard::Error::SerdeDeCustom), "decoded sid of another kind");
     }
 
+    proptest::proptest! {
+        /// Any texts survive a postcard and a JSON round trip, and a
+        /// postcard encoding equals that of the plain fields.
+        #[test]
+        fn transaction_round_trips_any_texts(
+            reference in proptest::option::of(proptest::prelude::any::<String>()),
+            desc in proptest::option::of(proptest::prelude::any::<String>()),
+        ) {
+            let fields = fields(reference.as_deref(), desc.as_deref());
+            let transaction = Transaction::new(fields.clone()).expect("short texts");
+            proptest::prop_assert_eq!(transaction.refer_trans_id(), reference.as_deref());
+            proptest::prop_assert_eq!(transaction.desc(), desc.as_deref());
+
+            let bytes = postcard::to_stdvec(&transaction).expect("postcard encodes");
+            let plain_bytes = postcard::to_stdvec(&plain(&fields)).expect("postcard encodes");
+            proptest::prop_assert_eq!(&bytes, &plain_bytes, "postcard bytes");
+            let decoded: Transaction = postcard::from_bytes(&bytes).expect("postcard decodes");
+            proptest::prop_assert_eq!(&decoded, &transaction, "postcard round trip");
+
+            let json = serde_json::to_string(&transaction).expect("JSON encodes");
+            let decoded: Transaction = serde_json::from_str(&json).expect("JSON decodes");
+            proptest::prop_assert_eq!(&decoded, &transaction, "JSON round trip");
+            proptest::prop_assert_eq!(&decoded.clone(), &transaction, "clone of the decoded");
+        }
+    }
+
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn transaction_fits_in_96_bytes() {

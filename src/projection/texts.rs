@@ -200,4 +200,180 @@ mod tests {
         let seen = std::thread::spawn(move || other.reference().map(str::to_owned));
         assert_eq!(seen.join().expect("joined").as_deref(), Some("shared"));
     }
+
+    #[test]
+    fn clones_and_drops_across_threads() {
+        let originals: Vec<(Option<String>, Option<String>)> = (0..64)
+            .map(|index| {
+                let reference = (index % 3 != 0).then(|| format!("ref-{index}-é"));
+                let desc = (index % 4 != 1).then(|| "描述".repeat(index % 5));
+                (reference, desc)
+            })
+            .collect();
+        let shared: Vec<std::sync::Arc<PostingTexts>> = originals
+            .iter()
+            .map(|(reference, desc)| {
+                let texts =
+                    PostingTexts::new(reference.as_deref(), desc.as_deref()).expect("short");
+                std::sync::Arc::new(texts)
+            })
+            .collect();
+        let threads: Vec<_> = (0..4)
+            .map(|thread| {
+                let shared = shared.clone();
+                let originals = originals.clone();
+                std::thread::spawn(move || {
+                    for round in 0..50 {
+                        let index = (thread * 17 + round * 5) % shared.len();
+                        let copy = PostingTexts::clone(&shared[index]);
+                        let (reference, desc) = &originals[index];
+                        assert_eq!(copy.reference(), reference.as_deref(), "reference {index}");
+                        assert_eq!(copy.desc(), desc.as_deref(), "desc {index}");
+                        assert!(copy == *shared[index], "copy {index} equals its original");
+                    }
+                    // The last owner of some of the texts drops them here.
+                    drop(shared);
+                })
+            })
+            .collect();
+        drop(shared);
+        for thread in threads {
+            thread.join().expect("no thread panics");
+        }
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::PostingTexts;
+
+        /// Generates an optional text of up to three `a` or `é` characters, so
+        /// that two pairs of texts often split the same bytes differently.
+        fn short_text() -> impl Strategy<Value = Option<String>> {
+            proptest::option::of("[aé]{0,3}")
+        }
+
+        /// A reference and a description, as given to `PostingTexts::new`.
+        type Pair = (Option<String>, Option<String>);
+
+        /// A step of `clones_and_drops_keep_texts` on a pool of texts.
+        #[derive(Debug, Clone)]
+        enum Step {
+            New(Option<String>, Option<String>),
+            Clone(usize),
+            Drop(usize),
+            /// Replaces the texts at the first index with a clone of those
+            /// at the second, dropping the replaced ones.
+            Assign(usize, usize),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            let text = proptest::option::of(any::<String>());
+            prop_oneof![
+                2 => (text.clone(), text).prop_map(|(reference, desc)| Step::New(reference, desc)),
+                2 => any::<usize>().prop_map(Step::Clone),
+                1 => any::<usize>().prop_map(Step::Drop),
+                1 => (any::<usize>(), any::<usize>()).prop_map(|(to, from)| Step::Assign(to, from)),
+            ]
+        }
+
+        proptest! {
+            /// Any reference and description, present or not, come back as
+            /// they went in, from the texts and from a clone of them.
+            #[test]
+            fn keeps_any_texts(
+                reference in proptest::option::of(any::<String>()),
+                desc in proptest::option::of(any::<String>()),
+            ) {
+                let texts = PostingTexts::new(reference.as_deref(), desc.as_deref()).expect("short");
+                prop_assert_eq!(texts.reference(), reference.as_deref());
+                prop_assert_eq!(texts.desc(), desc.as_deref());
+                let copy = texts.clone();
+                drop(texts);
+                prop_assert_eq!(copy.reference(), reference.as_deref());
+                prop_assert_eq!(copy.desc(), desc.as_deref());
+            }
+
+            /// Texts are equal exactly when both references and both
+            /// descriptions are, whatever the bytes they share.
+            #[test]
+            fn equal_exactly_with_equal_texts(
+                first in (short_text(), short_text()),
+                second in (short_text(), short_text()),
+            ) {
+                let left = PostingTexts::new(first.0.as_deref(), first.1.as_deref()).expect("short");
+                let right = PostingTexts::new(second.0.as_deref(), second.1.as_deref()).expect("short");
+                prop_assert_eq!(left == right, first == second);
+                prop_assert_eq!(right == left, first == second);
+                prop_assert!(left == left.clone());
+            }
+
+            /// Any order of creating, cloning, replacing and dropping texts
+            /// leaves every live one with its own texts.
+            #[test]
+            fn clones_and_drops_keep_texts(steps in proptest::collection::vec(step(), 0..60)) {
+                let mut pool: Vec<(PostingTexts, Pair)> = Vec::new();
+                for step in steps {
+                    match step {
+                        Step::New(reference, desc) => {
+                            let texts = PostingTexts::new(reference.as_deref(), desc.as_deref())
+                                .expect("short");
+                            pool.push((texts, (reference, desc)));
+                        }
+                        Step::Clone(index) if !pool.is_empty() => {
+                            let copy = pool[index % pool.len()].clone();
+                            pool.push(copy);
+                        }
+                        Step::Drop(index) if !pool.is_empty() => {
+                            let count = pool.len();
+                            drop(pool.swap_remove(index % count));
+                        }
+                        Step::Assign(to, from) if !pool.is_empty() => {
+                            let count = pool.len();
+                            let copy = pool[from % count].clone();
+                            pool[to % count] = copy;
+                        }
+                        _ => {}
+                    }
+                    for (number, (texts, (reference, desc))) in pool.iter().enumerate() {
+                        prop_assert_eq!(texts.reference(), reference.as_deref(), "reference {}", number);
+                        prop_assert_eq!(texts.desc(), desc.as_deref(), "desc {}", number);
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+            /// A text of any characters is kept up to 65,534 bytes and
+            /// rejected from 65,535, whichever of the two it is.
+            #[test]
+            fn rejects_from_65535_bytes(
+                prefix in "\\PC{0,16}",
+                bytes in 65_530usize..65_540,
+                as_desc in any::<bool>(),
+                other in proptest::option::of(any::<String>()),
+            ) {
+                let text = format!("{prefix}{}", "x".repeat(bytes - prefix.len()));
+                let (reference, desc) = if as_desc {
+                    (other.as_deref(), Some(text.as_str()))
+                } else {
+                    (Some(text.as_str()), other.as_deref())
+                };
+                match PostingTexts::new(reference, desc) {
+                    Ok(texts) => {
+                        prop_assert!(bytes < 65_535, "kept a text of {} bytes", bytes);
+                        prop_assert_eq!(texts.reference(), reference);
+                        prop_assert_eq!(texts.desc(), desc);
+                    }
+                    Err(error) => {
+                        prop_assert!(bytes >= 65_535, "rejected a text of {} bytes: {}", bytes, error);
+                        let field = if as_desc { "desc" } else { "refer_trans_id" };
+                        prop_assert_eq!(error, format!("{field} of {bytes} bytes"));
+                    }
+                }
+            }
+        }
+    }
 }
