@@ -49,9 +49,10 @@ unsafe impl Sync for JemallocOptions {}
 
 /// Returns the freed pages of every jemalloc arena to the system at once
 /// (`arena.<all>.purge`), for `subledger::memory`. A full replay calls it
-/// twice before it builds the posting indexes, which lowered the peak RSS
-/// of a cold start at 100,000 sub-accounts and 1,000,000 postings from
-/// 569-581 to 483-487 MiB, at 3 to 12 ms a call (docs/benchmarks.md).
+/// every 131,072 events of its fold and twice before it builds the posting
+/// indexes. The two calls before the build alone lowered the peak RSS of a
+/// cold start at 100,000 sub-accounts and 1,000,000 postings from 569-581
+/// to 483-487 MiB, at 3 to 12 ms a call (docs/benchmarks.md).
 /// Setting `dirty_decay_ms` to 0 instead returns pages on every free, and
 /// took about 2 s more CPU per cold start.
 #[cfg(not(target_env = "msvc"))]

@@ -110,7 +110,8 @@ impl PostingType {
 /// bytes instead of the 144 of plain fields. With its `Arc` that is an
 /// allocation of 112 bytes. The two ids drop their kinds, which are fixed.
 /// The two texts share one allocation behind a thin pointer
-/// (`PostingTexts`), and the time is stored in microseconds. It serializes as the plain fields, in their order.
+/// (`PostingTexts`), and the time is stored in microseconds. It
+/// serializes as the plain fields, in their order.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Transaction {
     sid: SidBits,
@@ -146,8 +147,7 @@ pub struct TransactionFields<'a> {
 impl Transaction {
     /// Builds a posting, or returns the field it cannot hold: an id of
     /// another kind, or a reference or description of 65,535 bytes or more.
-    /// `created` is
-    /// kept to the microsecond.
+    /// `created` is kept to the microsecond.
     pub fn new(fields: TransactionFields<'_>) -> Result<Transaction, String> {
         if fields.sid.kind() != SidKind::Transaction {
             return Err(format!("transaction id {} is not a transaction's", fields.sid));

@@ -149,6 +149,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
     fn fits_in_twelve_bytes() {
         assert_eq!(std::mem::size_of::<PostingTexts>(), 12);
     }
