@@ -93,13 +93,13 @@ const COMPACT_AFTER_EVENTS: u64 = if cfg!(test) { 8 } else { 4096 };
 
 /// Events between two returns of freed memory to the system during a fold
 /// (`memory::return_freed`). The events a fold decodes and frees, and the
-/// map nodes that compactions replace, leave free pages that the growing
-/// posting list cannot always reuse: jemalloc carves a slab of 112-byte
-/// postings from 7 contiguous pages, and the reading thread's pages belong
-/// to its own arena. Without these returns a cold start at 100,000
-/// sub-accounts and 1,000,000 postings kept about 120 MiB of such pages by
-/// the end of its fold. With one every 131,072 events, nine returns of
-/// about 10 ms each, it peaked about 50 MiB lower (docs/benchmarks.md).
+/// map nodes that compactions replace, leave free pages that new postings
+/// cannot always reuse. jemalloc carves a slab of 112-byte postings from 7
+/// contiguous pages, and the reading thread's pages belong to its own
+/// arena. Without these returns a cold start at 100,000 sub-accounts and
+/// 1,000,000 postings kept about 120 MiB of such pages by the end of its
+/// fold. With one every 131,072 events, nine returns of about 10 ms each,
+/// it peaked about 50 MiB lower (docs/benchmarks.md).
 const RETURN_FREED_EVERY_EVENTS: u64 = 1 << 17;
 
 impl BulkFold {
