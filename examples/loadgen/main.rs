@@ -86,10 +86,12 @@ pub struct LoadArgs {
     mix_read_percent: u64,
 }
 
-/// Server settings shared by `run` and `scale`.
+/// Server settings shared by `run`, `scale` and `starts`.
 #[derive(Args, Clone)]
 pub struct ServerArgs {
-    /// The `subledger` binary; default: `subledger` beside this program.
+    /// The `subledger` binary; default: `subledger` in the parent of this
+    /// program's directory (`target/release/subledger` for
+    /// `target/release/examples/loadgen`).
     #[arg(long)]
     server_bin: Option<PathBuf>,
     /// HTTP worker threads of the server; default: the server's own (one

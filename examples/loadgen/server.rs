@@ -233,8 +233,8 @@ fn parse_recovery(line: &str) -> RecoveryLine {
     }
 }
 
-/// The `subledger` binary beside this example's own: `target/release/`
-/// when run with `cargo run --release --example loadgen`.
+/// Returns the path of `subledger` in the parent of this example's
+/// directory, which is `target/release/` for `target/release/examples/loadgen`.
 pub fn default_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap_or(Path::new("."));
