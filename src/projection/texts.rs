@@ -93,7 +93,8 @@ impl PostingTexts {
     }
 }
 
-/// The length of a text, as stored.
+/// Returns the length of a text as stored, or names the text that is too
+/// long.
 fn text_len(field: &str, text: Option<&str>) -> Result<u16, String> {
     match text {
         None => Ok(ABSENT),
@@ -104,7 +105,7 @@ fn text_len(field: &str, text: Option<&str>) -> Result<u16, String> {
     }
 }
 
-/// The bytes a text takes: 0 when it is absent.
+/// Returns the bytes a text takes: 0 when it is absent.
 fn present_len(len: u16) -> u16 {
     if len == ABSENT {
         0
@@ -113,7 +114,7 @@ fn present_len(len: u16) -> u16 {
     }
 }
 
-/// The layout of an allocation of `len` bytes, at most 2 × 65,534.
+/// Returns the layout of an allocation of `len` bytes, at most 2 × 65,534.
 fn layout(len: usize) -> Layout {
     Layout::array::<u8>(len).expect("at most 131,068 bytes")
 }
