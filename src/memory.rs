@@ -42,19 +42,19 @@ mod tests {
 
     static CALLS: AtomicUsize = AtomicUsize::new(0);
 
-    fn count() {
+    fn count_call() {
         CALLS.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn other() {}
+    fn second_function() {}
 
     #[test]
     fn installed_function_runs_and_stays_installed() {
         // The only test in this binary that installs one. Replays in other
         // tests may call it too while this one runs, so the counts are
         // lower bounds.
-        assert!(set_return_freed(count));
-        assert!(!set_return_freed(other));
+        assert!(set_return_freed(count_call));
+        assert!(!set_return_freed(second_function));
         return_freed("a test");
         return_freed("a test");
         assert!(CALLS.load(Ordering::SeqCst) >= 2);

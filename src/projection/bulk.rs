@@ -116,7 +116,7 @@ impl BulkFold {
     /// as `State::apply_recorded` does.
     pub fn apply_recorded(&mut self, recorded: &RecordedEvent) -> Result<(), ApplyError> {
         if recorded.seq.is_multiple_of(RETURN_FREED_EVERY_EVENTS) {
-            memory::return_freed("131,072 events of a full replay");
+            memory::return_freed("a stretch of a full replay");
         }
         let posting = match &recorded.event {
             Event::BalanceToppedUp(e) => Some((PostingType::TopUp, e)),

@@ -50,8 +50,8 @@ impl PostingTexts {
             let Some(bytes) = NonNull::new(allocation) else {
                 alloc::handle_alloc_error(layout);
             };
-            // SAFETY: the allocation holds `len` bytes, the sum of the two
-            // texts' lengths, and the texts do not overlap it.
+            // SAFETY: the allocation is `len` bytes, the sum of the two texts'
+            // lengths, and the texts do not overlap it.
             unsafe {
                 std::ptr::copy_nonoverlapping(reference.as_ptr(), allocation, reference.len());
                 std::ptr::copy_nonoverlapping(
@@ -161,11 +161,11 @@ mod tests {
         let options = std::iter::once(None).chain(texts.iter().map(|text| Some(*text)));
         for reference in options.clone() {
             for desc in options.clone() {
-                let kept = PostingTexts::new(reference, desc).expect("short");
-                assert_eq!(kept.reference(), reference, "reference {reference:?}, desc {desc:?}");
-                assert_eq!(kept.desc(), desc, "reference {reference:?}, desc {desc:?}");
-                let copy = kept.clone();
-                drop(kept);
+                let texts = PostingTexts::new(reference, desc).expect("short");
+                assert_eq!(texts.reference(), reference, "reference {reference:?}, desc {desc:?}");
+                assert_eq!(texts.desc(), desc, "reference {reference:?}, desc {desc:?}");
+                let copy = texts.clone();
+                drop(texts);
                 assert_eq!((copy.reference(), copy.desc()), (reference, desc));
             }
         }
@@ -184,9 +184,9 @@ mod tests {
     #[test]
     fn longest_texts() {
         let longest = "x".repeat(65_534);
-        let kept = PostingTexts::new(Some(&longest), Some(&longest)).expect("short enough");
-        assert_eq!(kept.reference().map(str::len), Some(65_534));
-        assert_eq!(kept.desc().map(str::len), Some(65_534));
+        let texts = PostingTexts::new(Some(&longest), Some(&longest)).expect("short enough");
+        assert_eq!(texts.reference().map(str::len), Some(65_534));
+        assert_eq!(texts.desc().map(str::len), Some(65_534));
 
         let too_long = "x".repeat(65_535);
         let error = PostingTexts::new(Some(&too_long), None).err();
