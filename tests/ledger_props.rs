@@ -285,7 +285,7 @@ fn check_state(state: &State, run: &Run) -> Result<(), TestCaseError> {
             let transaction = state.posting(position).expect("listed posting exists");
             prop_assert_eq!(transaction.account(), sid, "account of posting {}", position);
             let by_sid = state.transaction(transaction.sid()).expect("posting found by sid");
-            prop_assert!(Arc::ptr_eq(by_sid, transaction), "posting {} by sid", position);
+            prop_assert!(std::ptr::eq(by_sid, transaction), "posting {} by sid", position);
             running += transaction.amount;
             prop_assert_eq!(
                 transaction.balance_after,

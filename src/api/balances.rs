@@ -1,8 +1,6 @@
 //! `/v1/accounts/{sid}/balances` and `/v1/transactions`: the prepaid
 //! balance, postings and their history.
 
-use std::sync::Arc;
-
 use actix_web::{web, HttpRequest};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -80,7 +78,7 @@ fn last_posting_at_or_before(
         }
     }
     let newest = postings.get(low.checked_sub(1)?)?;
-    state.posting(newest).map(Arc::as_ref)
+    state.posting(newest)
 }
 
 /// `POST …/balances`: a TOPUP or ADJUSTMENT.
@@ -213,7 +211,7 @@ fn list_transactions(
     call.finish_params()?;
     let state = &call.state;
 
-    let order: Box<dyn Iterator<Item = &Arc<Transaction>>> = match (account, scope) {
+    let order: Box<dyn Iterator<Item = &Transaction>> = match (account, scope) {
         (Some(account), _) => Box::new(
             state
                 .account_transactions
@@ -230,7 +228,7 @@ fn list_transactions(
     };
     let matching = order.filter(|transaction| filter.matches(transaction));
     let (items, has_next) = page.slice(matching);
-    let items = items.into_iter().map(|transaction| transaction_json(transaction)).collect();
+    let items = items.into_iter().map(transaction_json).collect();
     let mut filters = scope_filter(call.caller, scope);
     filters.extend(filter.given.iter().cloned());
     let body = list_json(request, "transactions", items, page, has_next, &filters);

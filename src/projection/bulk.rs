@@ -34,7 +34,7 @@ use super::indexes::{self, AccountTable, SectionKeys};
 use super::parallel::{run_jobs, Job};
 use super::{
     check_posting, posting_transaction, subaccount_ledger_name, ApplyError, LedgerAccount,
-    PostingType, State, Transaction,
+    PostingOrder, PostingType, State, Transaction,
 };
 use crate::domain::events::{AccountStatus, BalancePosted, Event};
 use crate::domain::ids::{Sid, SidHasher};
@@ -50,18 +50,18 @@ const POSTINGS_PER_RUN: usize = if cfg!(test) { 64 } else { 1 << 16 };
 /// to check against them at the end.
 #[derive(Default)]
 pub(super) struct Deferred {
-    runs: Vec<Vec<Arc<Transaction>>>,
+    runs: Vec<PostingOrder>,
     /// Sequence number, posting sid and sub-account of each record.
     idempotency: Vec<(u64, Sid, Sid)>,
 }
 
 impl Deferred {
-    pub(super) fn push_posting(&mut self, transaction: Arc<Transaction>) {
+    pub(super) fn push_posting(&mut self, transaction: Transaction) {
         match self.runs.last_mut() {
-            Some(run) if run.len() < POSTINGS_PER_RUN => run.push(transaction),
+            Some(run) if run.len() < POSTINGS_PER_RUN => run.push_back(transaction),
             _ => {
-                let mut run = Vec::with_capacity(POSTINGS_PER_RUN);
-                run.push(transaction);
+                let mut run = PostingOrder::new();
+                run.push_back(transaction);
                 self.runs.push(run);
             }
         }
@@ -94,9 +94,10 @@ const COMPACT_AFTER_EVENTS: u64 = if cfg!(test) { 8 } else { 4096 };
 /// Events between two returns of freed memory to the system during a fold
 /// (`memory::return_freed`). The events a fold decodes and frees, and the
 /// map nodes that compactions replace, leave free pages that new postings
-/// cannot always reuse. jemalloc carves a slab of 112-byte postings from 7
+/// cannot always reuse. jemalloc carves the slabs of each size class from
 /// contiguous pages, and the reading thread's pages belong to its own
-/// arena. Without these returns a cold start at 100,000 sub-accounts and
+/// arena. Before postings were stored in chunks (`PostingOrder`), without
+/// these returns a cold start at 100,000 sub-accounts and
 /// 1,000,000 postings kept about 120 MiB of such pages by the end of its
 /// fold. With one every 131,072 events, nine returns of about 10 ms each,
 /// it peaked about 50 MiB lower (docs/benchmarks.md).
@@ -191,7 +192,7 @@ impl BulkFold {
             .collect();
         let keys = run_jobs(jobs).into_iter().collect::<Result<Vec<_>, _>>().map_err(fail)?;
         let built = indexes::build(&runs, keys, table).map_err(fail)?;
-        state.transaction_order = built.transaction_order;
+        state.transaction_order = PostingOrder::concat(runs);
         state.transactions = built.transactions;
         state.references = built.references;
         state.account_transactions = built.account_transactions;

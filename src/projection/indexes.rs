@@ -7,8 +7,7 @@
 //! The job that decodes a section of transactions also looks up the
 //! sub-account of each posting and computes its reference digest
 //! (`section_keys`), while the section is in the cache. `build` then builds
-//! the four indexes as parallel jobs, each sorted by key, and the `Vector`
-//! of every posting in posting order.
+//! the four indexes as parallel jobs, each sorted by key.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -19,11 +18,12 @@ use im::{OrdMap, Vector};
 use super::parallel::{run_jobs, Job};
 use crate::domain::ids::{Sid, SidBits, SidHasher, SidKind};
 use crate::projection::keys::{reference_digest, reference_key, reference_position, ReferenceKey};
-use crate::projection::{Account, PostingList, SortedRunMap, SortedRunSet, Transaction};
+use crate::projection::{
+    Account, PostingList, PostingOrder, SortedRunMap, SortedRunSet, Transaction,
+};
 
-/// `transaction_order` and the indexes that `State` keeps over it.
+/// The indexes that `State` keeps over `transaction_order`.
 pub(super) struct Indexes {
-    pub transaction_order: Vector<Arc<Transaction>>,
     pub transactions: SortedRunMap<SidBits, u32>,
     pub references: SortedRunSet<ReferenceKey>,
     pub account_transactions: SortedRunMap<Sid, PostingList>,
@@ -32,7 +32,6 @@ pub(super) struct Indexes {
 
 /// The result of one index job.
 enum Built {
-    Order(Vector<Arc<Transaction>>),
     Transactions(SortedRunMap<SidBits, u32>),
     References(SortedRunSet<ReferenceKey>),
     Accounts(SortedRunMap<Sid, PostingList>),
@@ -82,12 +81,12 @@ pub(super) struct SectionKeys {
     references: Vec<ReferenceKey>,
 }
 
-/// Builds `transaction_order` from `runs`, the decoded sections of
-/// transactions in posting order, and builds and checks the four indexes
-/// over them, or returns the first check that failed. `keys` contains
+/// Builds and checks the four indexes over `runs`, the decoded sections
+/// of transactions in posting order, or returns the first check that
+/// failed. `keys` contains
 /// the `section_keys` of each run.
 pub(super) fn build(
-    runs: &[Vec<Arc<Transaction>>],
+    runs: &[PostingOrder],
     keys: Vec<SectionKeys>,
     table: &AccountTable,
 ) -> Result<Indexes, String> {
@@ -102,11 +101,9 @@ pub(super) fn build(
         Box::new(move || by_sid(runs).map(Built::Transactions)),
         Box::new(move || by_account(runs, ranks, table).map(Built::Accounts)),
         Box::new(move || by_reference(runs, references, table).map(Built::References)),
-        Box::new(move || Ok(Built::Order(runs.iter().flatten().cloned().collect()))),
         Box::new(move || by_developer(runs, ranks, table).map(Built::Developers)),
     ];
     let mut indexes = Indexes {
-        transaction_order: Vector::new(),
         transactions: SortedRunMap::default(),
         references: SortedRunSet::default(),
         account_transactions: SortedRunMap::default(),
@@ -114,7 +111,6 @@ pub(super) fn build(
     };
     for built in run_jobs(jobs) {
         match built? {
-            Built::Order(order) => indexes.transaction_order = order,
             Built::Transactions(map) => indexes.transactions = map,
             Built::References(set) => indexes.references = set,
             Built::Accounts(map) => indexes.account_transactions = map,
@@ -127,7 +123,7 @@ pub(super) fn build(
 /// Finds the sub-account rank and the reference key of each posting in a
 /// section of transactions.
 pub(super) fn section_keys(
-    run: &[Arc<Transaction>],
+    run: &PostingOrder,
     table: &AccountTable,
 ) -> Result<SectionKeys, String> {
     let mut keys = SectionKeys { ranks: Vec::with_capacity(run.len()), references: Vec::new() };
@@ -151,16 +147,16 @@ fn position(index: usize) -> Result<u32, String> {
 
 /// Returns each posting with the rank of its sub-account, in posting order.
 fn ranked<'a>(
-    runs: &'a [Vec<Arc<Transaction>>],
+    runs: &'a [PostingOrder],
     ranks: &'a [Vec<u32>],
-) -> impl Iterator<Item = (&'a Arc<Transaction>, u32)> {
+) -> impl Iterator<Item = (&'a Transaction, u32)> {
     runs.iter().zip(ranks).flat_map(|(run, ranks)| run.iter().zip(ranks.iter().copied()))
 }
 
-fn by_sid(runs: &[Vec<Arc<Transaction>>]) -> Result<SortedRunMap<SidBits, u32>, String> {
-    let count = runs.iter().map(Vec::len).sum();
+fn by_sid(runs: &[PostingOrder]) -> Result<SortedRunMap<SidBits, u32>, String> {
+    let count = runs.iter().map(PostingOrder::len).sum();
     let mut by_sid: Vec<(SidBits, u32)> = Vec::with_capacity(count);
-    for (index, transaction) in runs.iter().flatten().enumerate() {
+    for (index, transaction) in runs.iter().flat_map(PostingOrder::iter).enumerate() {
         by_sid.push((transaction.sid().bits(), position(index)?));
     }
     by_sid.sort_unstable_by_key(|(sid, _)| *sid);
@@ -173,7 +169,7 @@ fn by_sid(runs: &[Vec<Arc<Transaction>>]) -> Result<SortedRunMap<SidBits, u32>, 
 /// Keys with one digest are adjacent then, and any two of them must differ
 /// in developer, pay method or reference.
 fn by_reference(
-    runs: &[Vec<Arc<Transaction>>],
+    runs: &[PostingOrder],
     sections: Vec<Vec<ReferenceKey>>,
     table: &AccountTable,
 ) -> Result<SortedRunSet<ReferenceKey>, String> {
@@ -198,7 +194,7 @@ fn by_reference(
 /// finding their transactions by a scan of every posting costs nothing in
 /// practice.
 fn check_shared_digests(
-    runs: &[Vec<Arc<Transaction>>],
+    runs: &[PostingOrder],
     table: &AccountTable,
     references: &[ReferenceKey],
 ) -> Result<(), String> {
@@ -214,9 +210,9 @@ fn check_shared_digests(
         .flat_map(|group| group.iter())
         .map(|key| (reference_position(key), None))
         .collect();
-    for (index, transaction) in runs.iter().flatten().enumerate() {
+    for (index, transaction) in runs.iter().flat_map(PostingOrder::iter).enumerate() {
         if let Some(slot) = shared.get_mut(&position(index)?) {
-            *slot = Some(transaction.as_ref());
+            *slot = Some(transaction);
         }
     }
     for group in groups {
@@ -243,7 +239,7 @@ fn check_shared_digests(
 /// into one array, each sub-account's in posting order, and each list is
 /// then copied from its slice of it.
 fn by_account(
-    runs: &[Vec<Arc<Transaction>>],
+    runs: &[PostingOrder],
     ranks: &[Vec<u32>],
     table: &AccountTable,
 ) -> Result<SortedRunMap<Sid, PostingList>, String> {
@@ -280,7 +276,7 @@ fn by_account(
 /// Groups the postings' positions by developer, each developer's in
 /// posting order.
 fn by_developer(
-    runs: &[Vec<Arc<Transaction>>],
+    runs: &[PostingOrder],
     ranks: &[Vec<u32>],
     table: &AccountTable,
 ) -> Result<OrdMap<Sid, Vector<u32>>, String> {

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod model;
 mod parallel;
 pub mod posting_list;
+pub mod posting_order;
 mod snapshot;
 pub mod sorted_run;
 #[cfg(test)]
@@ -51,6 +52,7 @@ pub use model::{
     TransactionFields,
 };
 pub use posting_list::PostingList;
+pub use posting_order::PostingOrder;
 pub use snapshot::SnapshotError;
 pub use sorted_run::{SortedRunMap, SortedRunSet};
 
@@ -88,7 +90,7 @@ pub struct State {
     pub sip_names: SortedRunMap<Arc<SipNameKey>, Sid>,
     /// Every transaction in posting order. A snapshot stores the
     /// transactions only here and rebuilds the indexes below from it.
-    pub transaction_order: Vector<Arc<Transaction>>,
+    pub transaction_order: PostingOrder,
     /// Positions in `transaction_order` by sid, without the sid's kind,
     /// read through `transaction`. A snapshot start builds it, and
     /// `references`, as a sorted run in one pass (see `sorted_run`).
@@ -175,8 +177,8 @@ fn posting_transaction(
     at: DateTime<Utc>,
     kind: PostingType,
     e: &BalancePosted,
-) -> Result<Arc<Transaction>, String> {
-    let transaction = Transaction::new(TransactionFields {
+) -> Result<Transaction, String> {
+    Transaction::new(TransactionFields {
         sid: e.sid,
         account: e.account_sid,
         kind,
@@ -188,8 +190,7 @@ fn posting_transaction(
         balance_after: e.balance_after,
         created: at,
         seq,
-    })?;
-    Ok(Arc::new(transaction))
+    })
 }
 
 impl State {
@@ -494,7 +495,7 @@ impl State {
         match deferred {
             Some(deferred) => deferred.push_posting(transaction),
             None => {
-                self.index_posting(Arc::clone(&transaction), e.developer_sid).map_err(fail)?;
+                self.index_posting(&transaction, e.developer_sid).map_err(fail)?;
                 self.transaction_order.push_back(transaction);
             }
         }
@@ -505,11 +506,7 @@ impl State {
     /// sid, by sub-account, by developer and by reference. Decoding a
     /// snapshot, or a `BulkFold`, builds the same indexes in bulk
     /// (`indexes::build`).
-    fn index_posting(
-        &mut self,
-        transaction: Arc<Transaction>,
-        developer: Sid,
-    ) -> Result<(), String> {
+    fn index_posting(&mut self, transaction: &Transaction, developer: Sid) -> Result<(), String> {
         let sid = transaction.sid();
         if self.transaction(sid).is_some() {
             return Err(format!("transaction {sid} exists"));
@@ -554,12 +551,12 @@ impl State {
 
     /// Finds the posting at `position` in `transaction_order`, as a
     /// `PostingList` names it.
-    pub fn posting(&self, position: u32) -> Option<&Arc<Transaction>> {
+    pub fn posting(&self, position: u32) -> Option<&Transaction> {
         self.transaction_order.get(position as usize)
     }
 
     /// Finds the transaction with this sid. A sid of another kind finds none.
-    pub fn transaction(&self, sid: Sid) -> Option<&Arc<Transaction>> {
+    pub fn transaction(&self, sid: Sid) -> Option<&Transaction> {
         if sid.kind() != SidKind::Transaction {
             return None;
         }
@@ -574,7 +571,7 @@ impl State {
         developer: Sid,
         pay_method: u16,
         reference: &str,
-    ) -> Option<&Arc<Transaction>> {
+    ) -> Option<&Transaction> {
         let digest = keys::reference_digest(developer, pay_method, reference);
         self.references
             .range_from(&keys::reference_range_start(digest))

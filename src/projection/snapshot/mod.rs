@@ -20,15 +20,15 @@ use std::sync::{Arc, OnceLock};
 
 use im::{OrdMap, Vector};
 use rust_decimal::Decimal;
-use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::indexes::{self, AccountTable, SectionKeys};
 use super::keys::LedgerAccount;
 use super::parallel::{run_jobs, Job};
 use super::{
-    Account, Developer, IdempotencyKey, IdempotentRequest, SipAccount, SipAlias, SipNameKey,
-    SortedRunMap, State, Transaction,
+    Account, Developer, IdempotencyKey, IdempotentRequest, PostingOrder, SipAccount, SipAlias,
+    SipNameKey, SortedRunMap, State, Transaction,
 };
 use crate::domain::ids::Sid;
 use crate::domain::money::Currency;
@@ -135,7 +135,7 @@ enum Section {
     Core(Box<CoreViews>),
     Sip(Box<SipViews>),
     /// A section of transactions and their keys.
-    Transactions(Vec<Arc<Transaction>>, SectionKeys),
+    Transactions(PostingOrder, SectionKeys),
 }
 
 impl State {
@@ -186,7 +186,7 @@ impl State {
             ledger_balances,
             stream_versions,
         } = self;
-        let postings: Vec<&Transaction> = transaction_order.iter().map(Arc::as_ref).collect();
+        let postings: Vec<&Transaction> = transaction_order.iter().collect();
         let runs = postings.chunks(transactions_per_section);
         let section_count = 2 + runs.len();
         out.write_all(&SNAPSHOT_PREFIX)?;
@@ -275,6 +275,7 @@ impl State {
         let sip = sip.expect("the SIP section was decoded");
         let table = table.get().and_then(Option::as_ref).expect("the core job built the table");
         let indexes = indexes::build(&runs, keys, table).map_err(SnapshotError::Inconsistent)?;
+        let transaction_order = PostingOrder::concat(runs);
         let (
             last_seq,
             developers,
@@ -300,7 +301,7 @@ impl State {
             account_sip_history,
             sip_aliases,
             sip_names,
-            transaction_order: indexes.transaction_order,
+            transaction_order,
             transactions: indexes.transactions,
             account_transactions: indexes.account_transactions,
             developer_transactions: indexes.developer_transactions,
@@ -450,7 +451,7 @@ fn decode_transactions(
     section: &[u8],
     table: &OnceLock<Option<AccountTable>>,
 ) -> Result<Section, SnapshotError> {
-    let run = decode_section::<Run>(section)?.0;
+    let run = decode_section::<PostingOrder>(section)?;
     let Some(table) = table.wait() else {
         // The core job reports why.
         return Err(SnapshotError::Sections("the core section did not decode".into()));
@@ -461,37 +462,6 @@ fn decode_transactions(
 
 fn decode_sip(section: &[u8]) -> Result<Section, SnapshotError> {
     Ok(Section::Sip(Box::new(decode_section(section)?)))
-}
-
-/// A section of transactions, each put behind its own `Arc` as it is
-/// decoded. serde's own `Arc<T>` decodes into a `Box` and copies it.
-struct Run(Vec<Arc<Transaction>>);
-
-impl<'de> Deserialize<'de> for Run {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Run, D::Error> {
-        deserializer.deserialize_seq(RunVisitor)
-    }
-}
-
-struct RunVisitor;
-
-impl<'de> Visitor<'de> for RunVisitor {
-    type Value = Run;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a sequence of transactions")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Run, A::Error> {
-        // The length comes from the snapshot, so it only sizes the first
-        // allocation up to a section's usual count.
-        let expected = sequence.size_hint().unwrap_or(0).min(TRANSACTIONS_PER_SECTION);
-        let mut run = Vec::with_capacity(expected);
-        while let Some(transaction) = sequence.next_element::<Transaction>()? {
-            run.push(Arc::new(transaction));
-        }
-        Ok(Run(run))
-    }
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ fn sections_are_postcard_of_each_part() {
         &s.sip_aliases,
         &s.sip_names,
     );
-    let postings: Vec<&Transaction> = s.transaction_order.iter().map(Arc::as_ref).collect();
+    let postings: Vec<&Transaction> = s.transaction_order.iter().collect();
 
     let mut sections = vec![
         postcard::to_allocvec(&core).expect("core encodes"),
@@ -236,7 +236,7 @@ fn decoded_state_keeps_folding() {
 #[test]
 fn decode_rejects_repeated_posting() {
     let mut state = Ledger::with_postings(2).state;
-    let first = Arc::clone(&state.transaction_order[0]);
+    let first = state.transaction_order[0].clone();
     state.transaction_order.push_back(first);
     for per_section in [TRANSACTIONS_PER_SECTION, 1] {
         let result = State::decode(&state.encode_sections(per_section));
@@ -252,7 +252,7 @@ fn decode_rejects_repeated_reference() {
     let mut copy = state.transaction_order[0].fields();
     copy.sid = Sid::generate(SidKind::Transaction);
     let copy = Transaction::new(copy).expect("the copy is valid");
-    state.transaction_order.push_back(Arc::new(copy));
+    state.transaction_order.push_back(copy);
     let result = State::decode(&state.encode());
     let rejected = matches!(&result, Err(SnapshotError::Inconsistent(reason)) if reason.contains("refer_trans_id"));
     assert!(rejected, "repeated reference: {result:?}");
@@ -265,7 +265,7 @@ fn decode_rejects_unknown_account() {
     stray.sid = Sid::generate(SidKind::Transaction);
     stray.account = Sid::generate(SidKind::Account);
     let stray = Transaction::new(stray).expect("the stray is valid");
-    state.transaction_order.push_back(Arc::new(stray));
+    state.transaction_order.push_back(stray);
     let result = State::decode(&state.encode());
     let rejected = matches!(&result, Err(SnapshotError::Inconsistent(reason)) if reason.contains("does not exist"));
     assert!(rejected, "unknown account: {result:?}");
