@@ -3,11 +3,19 @@
 //! the load generator sends them) straight into a `State`, and counts the
 //! bytes allocated before and after the postings.
 //!
+//! It then decodes a snapshot of that state, as a start from the snapshot
+//! would, and folds WRITES more postings into the decoded state, each on a
+//! sub-account drawn at random, keeping a copy of the state after every
+//! `PUBLISH_EVERY` postings as the writer publishes one after each batch.
+//! It reports the peak of the heap during those writes and the heap of a
+//! state decoded from a snapshot of the result: the difference is what
+//! the layers of the maps that writes change cost over a fresh start.
+//!
 //! ```text
-//! cargo run --release --example projection_memory -- [ACCOUNTS] [POSTINGS]
+//! cargo run --release --example projection_memory -- [ACCOUNTS] [POSTINGS] [WRITES]
 //! ```
 //!
-//! Defaults: 100,000 sub-accounts and 1,000,000 postings.
+//! Defaults: 100,000 sub-accounts, 1,000,000 postings and 300,000 writes.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,6 +61,10 @@ static ALLOCATOR: Counting = Counting;
 
 const ACCOUNTS_DEFAULT: usize = 100_000;
 const POSTINGS_DEFAULT: usize = 1_000_000;
+const WRITES_DEFAULT: usize = 300_000;
+/// Postings between two published copies of the state during the writes,
+/// about the batch size of `loadgen` at 16 clients.
+const PUBLISH_EVERY: usize = 6;
 /// `pay_method` of every posting: 4, PayPal.
 const PAY_METHOD: u16 = 4;
 
@@ -126,6 +138,7 @@ fn argument(position: usize, default: usize) -> usize {
 fn main() {
     let accounts_count = argument(1, ACCOUNTS_DEFAULT);
     let postings = argument(2, POSTINGS_DEFAULT);
+    let writes = argument(3, WRITES_DEFAULT);
     let mut state = State::default();
 
     // The developer and its sub-accounts.
@@ -184,4 +197,42 @@ fn main() {
     println!("snapshot            {:.1} MiB", snapshot.len() as f64 / 1_048_576.0);
     println!("snapshot decode     {decode_seconds:.2} s wall, {decode_cpu_seconds:.2} s CPU");
     println!("decoded state       {:.1} MiB", decoded_bytes as f64 / 1_048_576.0);
+
+    // Writes after the start from the snapshot, on random sub-accounts.
+    drop(state);
+    drop(snapshot);
+    let mut state = decoded;
+    let start = live_bytes();
+    let mut peak = start;
+    let mut published = state.clone();
+    // xorshift64: the same draws on every run.
+    let mut draw: u64 = 0x9E37_79B9_7F4A_7C15;
+    for index in 0..writes {
+        draw ^= draw << 13;
+        draw ^= draw >> 7;
+        draw ^= draw << 17;
+        let slot = (draw % accounts.len() as u64) as usize;
+        balances[slot] += Decimal::new(100, 2);
+        let event = topup(accounts[slot], developer, postings + index, balances[slot]);
+        fold(&mut state, actor, event);
+        if (index + 1).is_multiple_of(PUBLISH_EVERY) {
+            published = state.clone();
+        }
+        peak = peak.max(live_bytes());
+    }
+    drop(published);
+    let written = live_bytes();
+    let snapshot = state.encode();
+    let before_decode = live_bytes();
+    let fresh = State::decode(&snapshot).expect("the snapshot decodes");
+    let fresh_bytes = live_bytes() - before_decode;
+    assert_eq!(fresh.last_seq, state.last_seq, "the snapshot's sequence");
+    let mib = |bytes: usize| bytes as f64 / 1_048_576.0;
+    println!("writes              {writes}, a copy published every {PUBLISH_EVERY}");
+    println!(
+        "state after writes  {:.1} MiB, peak {:.1} MiB",
+        mib(written - start + decoded_bytes),
+        mib(peak - start + decoded_bytes)
+    );
+    println!("fresh start of it   {:.1} MiB", mib(fresh_bytes));
 }

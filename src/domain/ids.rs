@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -14,6 +15,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const SID_CHARS: usize = 34;
 /// Length of an id in binary form (`Sid::to_bytes`).
 pub const SID_BYTES: usize = 18;
+
+/// Returns `drawn` when it is greater than `last`, the id drawn before it.
+/// Otherwise, as when both fall in one millisecond, returns `last` plus 1
+/// and up to 2^32 - 1 more from `step`, so that the next id stays unknown
+/// to whoever holds the last one. The rare id that this carries into the
+/// next millisecond still sorts by time of drawing. At the largest value,
+/// where no greater one exists, returns `drawn`.
+fn after_last(last: u128, drawn: u128, step: u32) -> u128 {
+    if drawn > last {
+        return drawn;
+    }
+    last.checked_add(1 + u128::from(step)).unwrap_or(drawn)
+}
 
 /// The kind of resource an id names, given by its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,16 +106,25 @@ impl Sid {
 
     /// Draws a fresh id whose first 48 bits are the Unix time in
     /// milliseconds and whose other 80 bits are random, so it sorts after
-    /// ids of earlier milliseconds. Transactions use it because each batch
-    /// copies the nodes of the persistent sid map that it changes, and ids
-    /// in time order keep a batch's new postings in the newest leaves. Two
-    /// ids of one millisecond collide with a chance of 2^-80, and a clock
-    /// set back only costs those copies again.
+    /// ids of earlier milliseconds. Within one process each id is also
+    /// greater than the one drawn before it (`after_last`). Transactions use
+    /// it because the index of postings by id appends an id above every
+    /// earlier one to a compact list (`SortedRunMap`), where any other id
+    /// takes a node entry of an `im` map, about twice the memory, and
+    /// because each batch then changes only the newest part of that index.
+    /// A clock set back only costs that memory and those copies again.
     pub fn generate_in_time_order(kind: SidKind) -> Sid {
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis());
-        Sid::in_time_order(kind, millis, rand::random())
+        let drawn = Sid::in_time_order(kind, millis, rand::random()).value();
+        static LAST: Mutex<u128> = Mutex::new(0);
+        // A panic cannot leave the value half-written, so a poisoned lock
+        // still holds a valid last id.
+        let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let value = after_last(*last, drawn, rand::random());
+        *last = value;
+        Sid::new(kind, value)
     }
 
     /// Builds the id of `generate_in_time_order` from a time and random
@@ -310,6 +333,25 @@ mod tests {
         let millis = drawn.value() >> 80;
         assert!(millis.abs_diff(now) < 60_000, "{drawn} carries the time {millis}, now is {now}");
         assert_ne!(drawn, Sid::generate_in_time_order(SidKind::Transaction));
+    }
+
+    #[test]
+    fn time_ordered_sids_increase_within_a_process() {
+        let drawn: Vec<Sid> =
+            (0..10_000).map(|_| Sid::generate_in_time_order(SidKind::Transaction)).collect();
+        // Other tests draw too, so these need not be adjacent, only rising.
+        for pair in drawn.windows(2) {
+            assert!(pair[0] < pair[1], "{} is drawn before {}", pair[0], pair[1]);
+        }
+    }
+
+    #[test]
+    fn an_id_not_above_the_last_steps_past_it() {
+        assert_eq!(after_last(10, 11, 7), 11, "a greater id is kept");
+        assert_eq!(after_last(10, 10, 7), 18, "an equal id steps past");
+        assert_eq!(after_last(10, 3, 0), 11, "a smaller id steps past by at least 1");
+        assert_eq!(after_last(10, 3, u32::MAX), 10 + (1 << 32), "at most 2^32");
+        assert_eq!(after_last(u128::MAX, 5, 0), 5, "no id above the largest");
     }
 
     #[test]

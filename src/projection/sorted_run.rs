@@ -20,36 +20,55 @@
 //!
 //! The sub-accounts, their posting lists, the ledger balances and the
 //! stream versions change with every posting, and are runs too. A change
-//! puts the new value in the later layer, and once half of the run's keys
-//! are replaced or removed the run is rebuilt, so each change costs about
-//! two copies of an entry on average. A rebuild stops the writer: on the
-//! AMD host of `docs/benchmarks.md` a run of 100,000 entries took about
-//! 12 ms to rebuild, and one of 300,000 about 13 ms. With 100,000
-//! sub-accounts, the runs of sub-accounts, posting lists and balances are
-//! rebuilt once postings have touched half of the sub-accounts since the
-//! last rebuild. As runs, these four maps lowered the peak RSS of a start
-//! from a snapshot of 1,000,000 postings from 573 to 540 MiB.
+//! puts the new value in the later layer, and once an eighth of the run's
+//! keys are replaced or removed the run is rebuilt, so each change costs
+//! about nine copies of an entry on average, each a key and a pointer or
+//! a small value. A rebuild stops the writer: on the AMD host of
+//! `docs/benchmarks.md` a run of 100,000 entries took about 12 ms to
+//! rebuild, and one of 300,000 about 13 ms. With 100,000 sub-accounts,
+//! the runs of sub-accounts, posting lists and balances are rebuilt once
+//! postings have touched an eighth of the sub-accounts since the last
+//! rebuild. As runs, these four maps lowered the peak RSS of a start from
+//! a snapshot of 1,000,000 postings from 573 to 540 MiB.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::iter::Peekable;
+use std::iter::{Chain, Flatten, Peekable};
 use std::ops::Index;
 use std::sync::Arc;
 
 use im::ordmap::Iter as OrdMapIter;
-use im::{OrdMap, OrdSet};
+use im::vector::Iter as VectorIter;
+use im::{OrdMap, OrdSet, Vector};
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The run is rebuilt once more than `1 / STALE_SHARE` of its entries are
+/// replaced or removed. Until then each replaced entry is in memory twice,
+/// its old value in the run and its new one in the later layer, which
+/// takes about twice the memory of the run's entry. With 100,000
+/// sub-accounts and 300,000 postings on sub-accounts drawn at random after
+/// a snapshot start, an eighth instead of a half lowered the peak of the
+/// live heap by 13 MiB and took no more time, since the later layers stay
+/// smaller and cheaper to change (docs/benchmarks.md).
+const STALE_SHARE: usize = 8;
 
 /// A sorted map in two layers: a run built in bulk and later inserts.
 #[derive(Clone)]
 pub struct SortedRunMap<K, V> {
     /// Entries in strictly increasing key order.
     run: Arc<Vec<(K, V)>>,
+    /// Entries inserted after the run was built whose keys were greater
+    /// than every key of the run and of `appended` before them, in key
+    /// order: the run's continuation. Transaction ids begin with their
+    /// creation time, so nearly every new posting's id lands here, in an
+    /// `im::Vector` whose chunks are full instead of in half-full
+    /// `OrdMap` nodes. "The run" below means `run` followed by `appended`.
+    appended: Vector<(K, V)>,
     /// Entries inserted after the run was built. An entry here replaces the
-    /// run's entry with the same key.
+    /// run's entry with the same key. No key here is above the run's last.
     later: OrdMap<K, V>,
     /// Keys of the run removed since, and not inserted again. None of them
     /// is in `later`.
@@ -68,6 +87,7 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
         }
         Ok(SortedRunMap {
             run: Arc::new(entries),
+            appended: Vector::new(),
             later: OrdMap::new(),
             removed: OrdSet::new(),
             replaced: 0,
@@ -75,7 +95,20 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
     }
 
     pub fn len(&self) -> usize {
-        self.run.len() - self.replaced - self.removed.len() + self.later.len()
+        self.run_len() - self.replaced - self.removed.len() + self.later.len()
+    }
+
+    /// Entries of the run, replaced and removed ones included.
+    fn run_len(&self) -> usize {
+        self.run.len() + self.appended.len()
+    }
+
+    /// Returns whether `key` is greater than every key of the run.
+    fn follows_run(&self, key: &K) -> bool {
+        match self.appended.last().or_else(|| self.run.last()) {
+            Some((last, _)) => key > last,
+            None => true,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -98,6 +131,13 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
 
     /// Inserts or replaces an entry and returns the value it replaced.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        // A key above the run's last is in no layer: `removed` contains
+        // only keys of the run, and `later` only keys that were not above
+        // the run's last when they were inserted.
+        if self.follows_run(&key) {
+            self.appended.push_back((key, value));
+            return None;
+        }
         let in_run = self.run_entry(&key).map(|(_, value)| value.clone());
         let was_removed = !self.removed.is_empty() && self.removed.remove(&key).is_some();
         let previous = match self.later.insert(key, value) {
@@ -157,12 +197,12 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
         Some(value)
     }
 
-    /// Rebuilds the run once more than half of its entries are replaced or
-    /// removed. Until then the run keeps their keys and old values,
-    /// and rebuilding after that many changes keeps the cost per change
-    /// constant on average.
+    /// Rebuilds the run once more than an eighth of its entries are
+    /// replaced or removed (`STALE_SHARE`). Until then the run keeps their
+    /// keys and old values, and rebuilding after a share of the run has
+    /// changed keeps the cost per change constant on average.
     fn compact_if_stale(&mut self) {
-        if (self.replaced + self.removed.len()) * 2 > self.run.len() {
+        if (self.replaced + self.removed.len()) * STALE_SHARE > self.run_len() {
             self.compact();
         }
     }
@@ -170,12 +210,13 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
     /// Rebuilds the run from every entry, so that the later layers are
     /// empty.
     pub fn compact(&mut self) {
-        if self.later.is_empty() && self.removed.is_empty() {
+        if self.later.is_empty() && self.removed.is_empty() && self.appended.is_empty() {
             return;
         }
         let entries = self.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
         *self = SortedRunMap {
             run: Arc::new(entries),
+            appended: Vector::new(),
             later: OrdMap::new(),
             removed: OrdSet::new(),
             replaced: 0,
@@ -184,7 +225,7 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
 
     /// Returns the entries in key order.
     pub fn iter(&self) -> Iter<'_, K, V> {
-        self.range_from_index(0, self.later.range(..))
+        self.range_from_index(0, 0, self.later.range(..))
     }
 
     /// Returns the values in key order.
@@ -195,12 +236,25 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
     /// Returns the entries with keys at or above `start`, in key order.
     pub fn range_from(&self, start: &K) -> Iter<'_, K, V> {
         let first = self.run.partition_point(|(key, _)| key < start);
-        self.range_from_index(first, self.later.range(start..))
+        let first_appended = match self.appended.binary_search_by(|(key, _)| key.cmp(start)) {
+            Ok(index) | Err(index) => index,
+        };
+        self.range_from_index(first, first_appended, self.later.range(start..))
     }
 
-    fn range_from_index<'a>(&'a self, first: usize, later: OrdMapIter<'a, K, V>) -> Iter<'a, K, V> {
+    /// Iterates from the run's entry at `first` and the appended one at
+    /// `first_appended`, merged with `later`.
+    fn range_from_index<'a>(
+        &'a self,
+        first: usize,
+        first_appended: usize,
+        later: OrdMapIter<'a, K, V>,
+    ) -> Iter<'a, K, V> {
+        // `narrow` takes no empty range.
+        let appended = (first_appended < self.appended.len())
+            .then(|| self.appended.focus().narrow(first_appended..).into_iter());
         Iter {
-            run: self.run[first..].iter().peekable(),
+            run: self.run[first..].iter().chain(appended.into_iter().flatten()).peekable(),
             later: later.peekable(),
             removed: &self.removed,
         }
@@ -223,15 +277,24 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
     where
         K: Borrow<Q>,
     {
-        let index = self.run.binary_search_by(|(candidate, _)| candidate.borrow().cmp(key)).ok()?;
-        Some(&self.run[index])
+        let compare = |(candidate, _): &(K, V)| candidate.borrow().cmp(key);
+        match self.run.binary_search_by(compare) {
+            Ok(index) => Some(&self.run[index]),
+            // Only a key above the run's last can be among the appended.
+            Err(index) if index == self.run.len() && !self.appended.is_empty() => {
+                let index = self.appended.binary_search_by(compare).ok()?;
+                self.appended.get(index)
+            }
+            Err(_) => None,
+        }
     }
 }
 
-impl<K, V> Default for SortedRunMap<K, V> {
+impl<K: Clone, V: Clone> Default for SortedRunMap<K, V> {
     fn default() -> SortedRunMap<K, V> {
         SortedRunMap {
             run: Arc::default(),
+            appended: Vector::default(),
             later: OrdMap::default(),
             removed: OrdSet::default(),
             replaced: 0,
@@ -263,15 +326,20 @@ impl<K: Ord + Clone, V: Clone> Index<&K> for SortedRunMap<K, V> {
     }
 }
 
+/// The run's entries from the first one an iteration yields: those of
+/// `run`, then those of `appended`.
+type RunIter<'a, K, V> =
+    Chain<std::slice::Iter<'a, (K, V)>, Flatten<std::option::IntoIter<VectorIter<'a, (K, V)>>>>;
+
 /// Entries of both layers merged in key order. Where both contain a key,
 /// the later insert is yielded and the run's entry skipped.
-pub struct Iter<'a, K: Ord, V> {
-    run: Peekable<std::slice::Iter<'a, (K, V)>>,
+pub struct Iter<'a, K: Ord + Clone, V: Clone> {
+    run: Peekable<RunIter<'a, K, V>>,
     later: Peekable<OrdMapIter<'a, K, V>>,
     removed: &'a OrdSet<K>,
 }
 
-impl<'a, K: Ord + Clone, V> Iterator for Iter<'a, K, V> {
+impl<'a, K: Ord + Clone, V: Clone> Iterator for Iter<'a, K, V> {
     type Item = (&'a K, &'a V);
 
     fn next(&mut self) -> Option<(&'a K, &'a V)> {
@@ -400,7 +468,7 @@ impl<K: Ord + Clone> PartialEq for SortedRunSet<K> {
 
 impl<K: Ord + Clone> Eq for SortedRunSet<K> {}
 
-impl<K> Default for SortedRunSet<K> {
+impl<K: Clone> Default for SortedRunSet<K> {
     fn default() -> SortedRunSet<K> {
         SortedRunSet(SortedRunMap::default())
     }
@@ -589,11 +657,13 @@ mod tests {
         assert!(result.is_err(), "a count beyond the input");
     }
 
-    /// One change to a map: insert, add to a value in place, remove, or
-    /// rebuild the run.
+    /// One change to a map: insert, insert a key above the model's last
+    /// by 1 to 4 (which appends to the run), add to a value in place,
+    /// remove, or rebuild the run.
     #[derive(Debug, Clone)]
     enum Change {
         Insert(u8, u16),
+        InsertAbove(u8, u16),
         Add(u8, u16),
         Remove(u8),
         Compact,
@@ -603,6 +673,7 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             (any::<u8>(), any::<u16>()).prop_map(|(key, value)| Change::Insert(key, value)),
+            (1u8..=4, any::<u16>()).prop_map(|(step, value)| Change::InsertAbove(step, value)),
             (any::<u8>(), any::<u16>()).prop_map(|(key, value)| Change::Add(key, value)),
             any::<u8>().prop_map(Change::Remove),
             Just(Change::Compact),
@@ -622,6 +693,16 @@ mod tests {
                     map.insert(key, value),
                     model.insert(key, value),
                     "insert {}",
+                    key
+                );
+            }
+            Change::InsertAbove(step, value) => {
+                let last = model.keys().next_back().copied().unwrap_or(0);
+                let key = last.saturating_add(step);
+                proptest::prop_assert_eq!(
+                    map.insert(key, value),
+                    model.insert(key, value),
+                    "insert {} above the last",
                     key
                 );
             }
@@ -735,8 +816,8 @@ mod tests {
         let copy = map.clone();
         map.get_mut(&30).expect("a run key").push_str(" changed");
         assert_eq!(copy.get(&30).map(String::as_str), Some("run 30"), "the copy's value");
-        // 20 removed and 30, 40 replaced: more than half of 5, so the next
-        // change rebuilds the run before it returns the entry.
+        // Each change to a run of 5 is more than an eighth of it, so each
+        // rebuilds the run before it returns the entry.
         map.get_mut(&40).expect("a run key").push_str(" changed");
         let value = map.get_mut(&50).expect("a run key after the rebuild");
         value.push_str(" changed");
