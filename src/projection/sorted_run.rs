@@ -20,14 +20,14 @@
 //!
 //! The sub-accounts, their posting lists, the ledger balances and the
 //! stream versions change with every posting, and are runs too. A change
-//! puts the new value in the later layer, and once an eighth of the run's
+//! puts the new value in the later layer, and once a quarter of the run's
 //! keys are replaced or removed the run is rebuilt, so each change costs
-//! about nine copies of an entry on average, each a key and a pointer or
+//! about five copies of an entry on average, each a key and a pointer or
 //! a small value. A rebuild stops the writer: on the AMD host of
 //! `docs/benchmarks.md` a run of 100,000 entries took about 12 ms to
 //! rebuild, and one of 300,000 about 13 ms. With 100,000 sub-accounts,
 //! the runs of sub-accounts, posting lists and balances are rebuilt once
-//! postings have touched an eighth of the sub-accounts since the last
+//! postings have touched a quarter of the sub-accounts since the last
 //! rebuild. As runs, these four maps lowered the peak RSS of a start from
 //! a snapshot of 1,000,000 postings from 573 to 540 MiB.
 
@@ -50,10 +50,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// its old value in the run and its new one in the later layer, which
 /// takes about twice the memory of the run's entry. With 100,000
 /// sub-accounts and 300,000 postings on sub-accounts drawn at random after
-/// a snapshot start, an eighth instead of a half lowered the peak of the
-/// live heap by 13 MiB and took no more time, since the later layers stay
-/// smaller and cheaper to change (docs/benchmarks.md).
-const STALE_SHARE: usize = 8;
+/// a start from a snapshot of 700,000 (`projection_memory`), a quarter
+/// instead of a half lowered the peak of the live heap from 247.4 to
+/// 233.2 MiB. An eighth gave 233.6 MiB, with twice the rebuilds, each of
+/// which stops the writer (docs/benchmarks.md).
+const STALE_SHARE: usize = 4;
 
 /// A sorted map in two layers: a run built in bulk and later inserts.
 #[derive(Clone)]
@@ -197,7 +198,7 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
         Some(value)
     }
 
-    /// Rebuilds the run once more than an eighth of its entries are
+    /// Rebuilds the run once more than a quarter of its entries are
     /// replaced or removed (`STALE_SHARE`). Until then the run keeps their
     /// keys and old values, and rebuilding after a share of the run has
     /// changed keeps the cost per change constant on average.
@@ -816,8 +817,8 @@ mod tests {
         let copy = map.clone();
         map.get_mut(&30).expect("a run key").push_str(" changed");
         assert_eq!(copy.get(&30).map(String::as_str), Some("run 30"), "the copy's value");
-        // Each change to a run of 5 is more than an eighth of it, so each
-        // rebuilds the run before it returns the entry.
+        // 20 removed and 30 replaced: more than a quarter of 5, so the next
+        // change rebuilds the run before it returns the entry.
         map.get_mut(&40).expect("a run key").push_str(" changed");
         let value = map.get_mut(&50).expect("a run key after the rebuild");
         value.push_str(" changed");
