@@ -4,9 +4,9 @@
 //! bytes allocated before and after the postings.
 //!
 //! It then decodes a snapshot of that state, as a start from the snapshot
-//! would, and folds WRITES more postings into the decoded state, each on a
-//! sub-account drawn at random, keeping a copy of the state after every
-//! `PUBLISH_EVERY` postings as the writer publishes one after each batch.
+//! would. It folds WRITES more postings into the decoded state, each on a
+//! sub-account drawn at random. After every `PUBLISH_EVERY` postings it
+//! keeps a copy of the state, as the writer publishes one per batch.
 //! It reports the peak of the heap during those writes and the heap of a
 //! state decoded from a snapshot of the result: the difference is what
 //! the layers of the maps that writes change cost over a fresh start.

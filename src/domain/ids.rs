@@ -18,10 +18,10 @@ pub const SID_BYTES: usize = 18;
 
 /// Returns `drawn` when it is greater than `last`, the id drawn before it.
 /// Otherwise, as when both fall in one millisecond, returns `last` plus 1
-/// and up to 2^32 - 1 more from `step`, so that the next id stays unknown
-/// to whoever holds the last one. The rare id that this carries into the
-/// next millisecond still sorts by time of drawing. At the largest value,
-/// where no greater one exists, returns `drawn`.
+/// and up to 2^32 - 1 more from `step`, so that a client that holds the
+/// last id can only guess the next among 2^32 values. An id that this
+/// carries into the next millisecond still sorts in the order of drawing.
+/// At the largest value, where no greater one exists, returns `drawn`.
 fn after_last(last: u128, drawn: u128, step: u32) -> u128 {
     if drawn > last {
         return drawn;
@@ -107,12 +107,12 @@ impl Sid {
     /// Draws a fresh id whose first 48 bits are the Unix time in
     /// milliseconds and whose other 80 bits are random, so it sorts after
     /// ids of earlier milliseconds. Within one process each id is also
-    /// greater than the one drawn before it (`after_last`). Transactions use
-    /// it because the index of postings by id appends an id above every
-    /// earlier one to a compact list (`SortedRunMap`), where any other id
-    /// takes a node entry of an `im` map, about twice the memory, and
-    /// because each batch then changes only the newest part of that index.
-    /// A clock set back only costs that memory and those copies again.
+    /// greater than the one drawn before it (`after_last`). Transactions
+    /// use it for their index by id (`SortedRunMap`). An id above every
+    /// earlier one is appended to a compact list there, where any other id
+    /// takes a node entry of an `im` map, about twice the memory. Each
+    /// batch then also changes only the newest part of that index. A clock
+    /// set back only costs that memory and those copies again.
     pub fn generate_in_time_order(kind: SidKind) -> Sid {
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -346,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn an_id_not_above_the_last_steps_past_it() {
+    fn after_last_steps_past_an_id_not_above_it() {
         assert_eq!(after_last(10, 11, 7), 11, "a greater id is kept");
         assert_eq!(after_last(10, 10, 7), 18, "an equal id steps past");
         assert_eq!(after_last(10, 3, 0), 11, "a smaller id steps past by at least 1");

@@ -21,7 +21,7 @@
 //! The sub-accounts, their posting lists, the ledger balances and the
 //! stream versions change with every posting, and are runs too. A change
 //! puts the new value in the later layer, and once a quarter of the run's
-//! keys are replaced or removed the run is rebuilt, so each change costs
+//! keys are replaced or removed the run is rebuilt. So each change costs
 //! about five copies of an entry on average, each a key and a pointer or
 //! a small value. A rebuild stops the writer: on the AMD host of
 //! `docs/benchmarks.md` a run of 100,000 entries took about 12 ms to
