@@ -91,8 +91,14 @@ impl PostingOrder {
         let mut order = PostingOrder::new();
         for part in parts {
             if order.len.is_multiple_of(CHUNK) {
+                // The chunks are pushed one at a time, about 31,000 for a
+                // million postings. After im 15.1's `Vector::append` joined
+                // a part of fewer than 64 chunks, later `push_back`s put
+                // chunks out of place once there were more than 524,288.
                 order.len += part.len;
-                order.chunks.append(part.chunks);
+                for chunk in part.chunks {
+                    order.chunks.push_back(chunk);
+                }
             } else {
                 for chunk in part.chunks {
                     let postings = Arc::try_unwrap(chunk).unwrap_or_else(|shared| copy_of(&shared));
@@ -245,6 +251,35 @@ mod tests {
         assert_eq!(encoded, postcard::to_allocvec(&plain).expect("encodes"));
         let decoded: PostingOrder = postcard::from_bytes(&encoded).expect("decodes");
         assert_eq!(decoded, order);
+    }
+
+    #[test]
+    fn chunks_appended_after_concat_keep_their_places() {
+        // A part of 2,048 chunks, as a snapshot section of 65,536 postings
+        // fills, then a last part of one chunk, then the writer's appends
+        // up to 600,000 chunks. Each chunk here is empty and known by its
+        // address, so the 19,200,000 postings that the chunks represent
+        // take no memory, and each append does what `push_back` does when
+        // the last chunk is full. im 15.1's `Vector::append` joined the two parts
+        // into a tree that later appends corrupted past 524,288 chunks.
+        let chunks: Vec<Arc<Vec<Transaction>>> =
+            (0..600_000).map(|_| Arc::new(Vec::new())).collect();
+        let part = |range: std::ops::Range<usize>| PostingOrder {
+            len: range.len() * CHUNK,
+            chunks: chunks[range].iter().cloned().collect(),
+        };
+        let mut order = PostingOrder::concat(vec![part(0..2048), part(2048..2049)]);
+        for chunk in &chunks[2049..] {
+            order.len += CHUNK;
+            order.chunks.push_back(Arc::clone(chunk));
+        }
+        assert_eq!(order.chunks.len(), chunks.len(), "chunk count");
+        let misplaced = order
+            .chunks
+            .iter()
+            .zip(&chunks)
+            .position(|(found, expected)| !Arc::ptr_eq(found, expected));
+        assert_eq!(misplaced, None, "the first chunk out of place");
     }
 
     proptest! {
