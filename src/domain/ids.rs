@@ -346,6 +346,31 @@ mod tests {
     }
 
     #[test]
+    fn time_ordered_sids_from_threads_are_unique() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..5_000)
+                        .map(|_| Sid::generate_in_time_order(SidKind::Transaction))
+                        .collect::<Vec<Sid>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for thread in threads {
+            let drawn = thread.join().expect("the thread draws ids");
+            for pair in drawn.windows(2) {
+                assert!(pair[0] < pair[1], "{} is drawn before {} on a thread", pair[0], pair[1]);
+            }
+            all.extend(drawn);
+        }
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "every id is drawn once");
+    }
+
+    #[test]
     fn after_last_steps_past_an_id_not_above_it() {
         assert_eq!(after_last(10, 11, 7), 11, "a greater id is kept");
         assert_eq!(after_last(10, 10, 7), 18, "an equal id steps past");

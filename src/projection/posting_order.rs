@@ -282,6 +282,136 @@ mod tests {
         assert_eq!(misplaced, None, "the first chunk out of place");
     }
 
+    /// Builds postings `first..first + count` as copies of one posting
+    /// that differ only in `seq`, which is cheaper than `built` for long
+    /// orders.
+    fn copied(first: u64, count: u64) -> PostingOrder {
+        let template = posting(0);
+        let mut order = PostingOrder::new();
+        for seq in first..first + count {
+            let mut transaction = template.clone();
+            transaction.seq = seq;
+            order.push_back(transaction);
+        }
+        order
+    }
+
+    /// Checks `order` against `expected` by `len`, `iter`, `get` at every
+    /// position and one past the last, and the fullness of its chunks.
+    fn check_order(order: &PostingOrder, expected: &[u64]) -> Result<(), TestCaseError> {
+        prop_assert_eq!(order.len(), expected.len(), "len");
+        prop_assert_eq!(order.is_empty(), expected.is_empty(), "is_empty");
+        prop_assert_eq!(seqs(order), expected.to_vec(), "iter");
+        for (position, seq) in expected.iter().enumerate() {
+            let found = order.get(position).map(|transaction| transaction.seq);
+            prop_assert_eq!(found, Some(*seq), "get {}", position);
+        }
+        prop_assert!(order.get(expected.len()).is_none(), "get past the last");
+        let chunks = order.chunks.len();
+        for (index, chunk) in order.chunks.iter().enumerate() {
+            prop_assert!(!chunk.is_empty(), "chunk {} is empty", index);
+            let full = index + 1 == chunks || chunk.len() == CHUNK;
+            prop_assert!(full, "chunk {} of {} holds {}", index, chunks, chunk.len());
+        }
+        Ok(())
+    }
+
+    /// A step of `copies_appended_apart_keep_their_postings`: append
+    /// postings to order `index`, or add a copy of order `index`.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Append(usize, u64),
+        Copy(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => (any::<usize>(), 1u64..40).prop_map(|(index, count)| Step::Append(index, count)),
+            1 => any::<usize>().prop_map(Step::Copy),
+        ]
+    }
+
+    proptest! {
+        /// Copies taken at any length and appended to on their own, as the
+        /// writer appends to its copy of a published state, each keep
+        /// exactly their own postings, whoever shares the last chunk.
+        #[test]
+        fn copies_appended_apart_keep_their_postings(
+            start in 0u64..100,
+            steps in prop::collection::vec(step(), 0..40),
+        ) {
+            let mut next = start + 1;
+            let mut orders = vec![(copied(1, start), (1..=start).collect::<Vec<u64>>())];
+            for step in steps {
+                match step {
+                    Step::Copy(index) => {
+                        let copy = orders[index % orders.len()].clone();
+                        orders.push(copy);
+                    }
+                    Step::Append(index, count) => {
+                        let slot = index % orders.len();
+                        let (order, expected) = &mut orders[slot];
+                        for seq in next..next + count {
+                            order.push_back(posting(seq));
+                            expected.push(seq);
+                        }
+                        next += count;
+                    }
+                }
+                for (order, expected) in &orders {
+                    check_order(order, expected)?;
+                }
+            }
+        }
+    }
+
+    proptest! {
+        // Each case copies up to 76,800 postings.
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// `concat` of parts of up to 400 chunks, long enough that the
+        /// `im::Vector` of chunks keeps most of them in its tree, of
+        /// lengths that are multiples of `CHUNK` or not, some still
+        /// shared, gives every posting once in order.
+        #[test]
+        fn concat_of_long_parts_agrees_with_a_vec(
+            lengths in prop::collection::vec(
+                prop_oneof![
+                    (0u64..400).prop_map(|chunks| chunks * CHUNK as u64),
+                    0u64..12_000,
+                ],
+                0..6,
+            ),
+            shared in prop::collection::vec(any::<bool>(), 6),
+        ) {
+            let mut parts = Vec::new();
+            let mut shared_parts = Vec::new();
+            let mut first = 1;
+            for (length, share) in lengths.iter().zip(&shared) {
+                let part = copied(first, *length);
+                if *share {
+                    shared_parts.push((part.clone(), (first..first + length).collect::<Vec<u64>>()));
+                }
+                parts.push(part);
+                first += length;
+            }
+            let mut order = PostingOrder::concat(parts);
+            let mut expected: Vec<u64> = (1..first).collect();
+            check_order(&order, &expected)?;
+            // The writer's copy of the joined order appends on its own.
+            let published = order.clone();
+            for seq in first..first + 40 {
+                order.push_back(posting(seq));
+                expected.push(seq);
+            }
+            check_order(&order, &expected)?;
+            check_order(&published, &expected[..expected.len() - 40])?;
+            for (part, part_expected) in &shared_parts {
+                check_order(part, part_expected)?;
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn concat_and_get_agree_with_a_vec(lengths in prop::collection::vec(0u64..100, 0..6)) {

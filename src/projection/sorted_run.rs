@@ -806,6 +806,171 @@ mod tests {
         }
     }
 
+    /// A change of `long_continuations_match_btree_maps` to one of its
+    /// maps. A key or entry is picked by its index modulo the number of
+    /// candidates, so most changes hit present keys.
+    #[derive(Debug, Clone)]
+    enum LongChange {
+        /// Inserts `count` keys, each above the model's last by 1 to
+        /// `step`, which appends to the run's continuation unless a
+        /// removed key of the run is greater.
+        Ascending {
+            count: u16,
+            step: u8,
+        },
+        /// Inserts a key between 0 and one past the model's last.
+        Insert(u32, u32),
+        /// Adds to the value of a present key in place.
+        Add(usize, u32),
+        /// Removes a present key.
+        Remove(usize),
+        /// Removes the model's last key.
+        RemoveLast,
+        Compact,
+    }
+
+    fn long_change() -> impl proptest::strategy::Strategy<Value = LongChange> {
+        use proptest::prelude::*;
+        prop_oneof![
+            2 => (1u16..1500, 1u8..=3).prop_map(|(count, step)| LongChange::Ascending { count, step }),
+            2 => (any::<u32>(), any::<u32>()).prop_map(|(key, value)| LongChange::Insert(key, value)),
+            2 => (any::<usize>(), any::<u32>()).prop_map(|(pick, value)| LongChange::Add(pick, value)),
+            2 => any::<usize>().prop_map(LongChange::Remove),
+            1 => Just(LongChange::RemoveLast),
+            1 => Just(LongChange::Compact),
+        ]
+    }
+
+    /// Makes `change` to `map` and to `model`, and checks that both return
+    /// the same values.
+    fn apply_long_change(
+        map: &mut SortedRunMap<u32, u32>,
+        model: &mut std::collections::BTreeMap<u32, u32>,
+        change: LongChange,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let last = model.keys().next_back().copied();
+        let present = |pick: usize| model.keys().nth(pick % model.len().max(1)).copied();
+        match change {
+            LongChange::Ascending { count, step } => {
+                let mut key = last.unwrap_or(0);
+                for index in 0..u32::from(count) {
+                    key += 1 + index % u32::from(step);
+                    let inserted = map.insert(key, index);
+                    proptest::prop_assert_eq!(inserted, model.insert(key, index), "insert {}", key);
+                }
+            }
+            LongChange::Insert(key, value) => {
+                let key = key % (last.unwrap_or(0) + 2);
+                let inserted = map.insert(key, value);
+                proptest::prop_assert_eq!(inserted, model.insert(key, value), "insert {}", key);
+            }
+            LongChange::Add(pick, value) => {
+                if let Some(key) = present(pick) {
+                    let changed = map.get_mut(&key).map(|entry| {
+                        *entry = entry.wrapping_add(value);
+                        *entry
+                    });
+                    let expected = model.get_mut(&key).map(|entry| {
+                        *entry = entry.wrapping_add(value);
+                        *entry
+                    });
+                    proptest::prop_assert_eq!(changed, expected, "add to {}", key);
+                }
+            }
+            LongChange::Remove(pick) => {
+                if let Some(key) = present(pick) {
+                    proptest::prop_assert_eq!(
+                        map.remove(&key),
+                        model.remove(&key),
+                        "remove {}",
+                        key
+                    );
+                    proptest::prop_assert_eq!(map.remove(&key), None, "remove {} twice", key);
+                }
+            }
+            LongChange::RemoveLast => {
+                if let Some(key) = last {
+                    proptest::prop_assert_eq!(
+                        map.remove(&key),
+                        model.remove(&key),
+                        "remove {}",
+                        key
+                    );
+                }
+            }
+            LongChange::Compact => map.compact(),
+        }
+        Ok(())
+    }
+
+    /// Checks `get`, `get_mut` of absent keys, `range_from` and `len` of
+    /// `map` against `model` at every key of the model, next to each, and
+    /// past the last.
+    fn check_long_map(
+        map: &mut SortedRunMap<u32, u32>,
+        model: &std::collections::BTreeMap<u32, u32>,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let last = model.keys().next_back().copied().unwrap_or(0);
+        let mut starts: Vec<u32> = model.keys().step_by(97).copied().collect();
+        starts.extend([0, last, last + 1, last + 2]);
+        for key in model.keys().step_by(13) {
+            proptest::prop_assert_eq!(map.get(key), model.get(key), "get {}", key);
+        }
+        for start in starts {
+            for key in [start, start + 1] {
+                proptest::prop_assert_eq!(map.get(&key), model.get(&key), "get {}", key);
+                if !model.contains_key(&key) {
+                    proptest::prop_assert_eq!(map.get_mut(&key), None, "get_mut {}", key);
+                }
+            }
+            let from: Vec<(u32, u32)> =
+                map.range_from(&start).take(300).map(|(key, value)| (*key, *value)).collect();
+            let expected: Vec<(u32, u32)> =
+                model.range(start..).take(300).map(|(key, value)| (*key, *value)).collect();
+            proptest::prop_assert_eq!(from, expected, "range from {}", start);
+        }
+        proptest::prop_assert_eq!(map.len(), model.len(), "length");
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+
+        /// Maps whose continuation grows to thousands of entries, so that
+        /// its `im::Vector` is a tree, copied at any point and changed on
+        /// their own afterwards, keep the entries of `BTreeMap`s copied
+        /// and changed the same way.
+        #[test]
+        fn long_continuations_match_btree_maps(
+            run in proptest::collection::btree_map(0u32..5000, proptest::prelude::any::<u32>(), 0..300),
+            changes in proptest::collection::vec(
+                (proptest::prelude::any::<usize>(), long_change(), proptest::prelude::any::<bool>()),
+                0..40,
+            ),
+        ) {
+            let first = SortedRunMap::from_sorted(run.clone().into_iter().collect()).expect("sorted keys");
+            let mut maps = vec![(first, run)];
+            for (index, change, copy_first) in changes {
+                let count = maps.len();
+                if copy_first {
+                    let copy = maps[index % count].clone();
+                    maps.push(copy);
+                }
+                let (map, model) = &mut maps[index % count];
+                apply_long_change(map, model, change)?;
+                for (number, (map, model)) in maps.iter().enumerate() {
+                    proptest::prop_assert_eq!(map.len(), model.len(), "length of map {}", number);
+                    let entries = map.iter().map(|(key, value)| (*key, *value));
+                    let expected = model.iter().map(|(key, value)| (*key, *value));
+                    proptest::prop_assert!(entries.eq(expected), "entries of map {}", number);
+                }
+            }
+            for (map, model) in &mut maps {
+                check_long_map(map, model)?;
+            }
+        }
+    }
+
     #[test]
     fn get_mut_on_removed_key_finds_nothing() {
         let mut map = run_of(&[10, 20, 30, 40, 50]);
