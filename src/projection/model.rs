@@ -107,8 +107,9 @@ impl PostingType {
 /// A posting. Its developer is the sub-account's, which never changes.
 ///
 /// A million postings make up most of the state, so a posting takes 96
-/// bytes instead of the 144 of plain fields. With its `Arc` that is an
-/// allocation of 112 bytes. The two ids drop their kinds, which are fixed.
+/// bytes instead of the 144 of plain fields. `PostingOrder` stores the
+/// postings by value, 32 to a chunk of 3,072 bytes, instead of each in an
+/// `Arc` of 112 bytes. The two ids drop their kinds, which are fixed.
 /// The two texts share one allocation behind a thin pointer
 /// (`PostingTexts`), and the time is stored in microseconds. It
 /// serializes as the plain fields, in their order.
