@@ -18,7 +18,7 @@ pub const SID_BYTES: usize = 18;
 
 /// Returns `drawn` when it is greater than `last`, the id drawn before it.
 /// Otherwise, as when both fall in one millisecond, returns `last` plus 1
-/// and up to 2^32 - 1 more from `step`, so that a client that holds the
+/// and up to 2^32 - 1 more from `step`, so that a client that knows the
 /// last id can only guess the next among 2^32 values. An id that this
 /// carries into the next millisecond still sorts in the order of drawing.
 /// At the largest value, where no greater one exists, returns `drawn`.
@@ -371,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn after_last_steps_past_an_id_not_above_it() {
+    fn after_last_steps_past_lower_ids() {
         assert_eq!(after_last(10, 11, 7), 11, "a greater id is kept");
         assert_eq!(after_last(10, 10, 7), 18, "an equal id steps past");
         assert_eq!(after_last(10, 3, 0), 11, "a smaller id steps past by at least 1");

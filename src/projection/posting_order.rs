@@ -334,7 +334,7 @@ mod tests {
     proptest! {
         /// Copies taken at any length and appended to on their own, as the
         /// writer appends to its copy of a published state, each keep
-        /// exactly their own postings, whoever shares the last chunk.
+        /// exactly their own postings, even while they share a last chunk.
         #[test]
         fn copies_appended_apart_keep_their_postings(
             start in 0u64..100,
