@@ -216,6 +216,8 @@ fn main() {
         let event = topup(accounts[slot], developer, postings + index, balances[slot]);
         fold(&mut state, actor, event);
         if (index + 1).is_multiple_of(PUBLISH_EVERY) {
+            // As the writer does between batches.
+            state.rebuild_a_changed_run();
             published = state.clone();
         }
         peak = peak.max(live_bytes());

@@ -346,6 +346,9 @@ impl Writer {
             return Written { state, decided, seqs: None, write_error: None };
         }
 
+        // At most one run rebuilt per batch, so that the runs that each
+        // posting changes do not all stop the writer in the same batch.
+        working.rebuild_a_changed_run();
         // Decide every command against the working state, folding accepted
         // events in as we go. `base` is the state before the batch, to
         // rebuild from if a decided event does not apply.

@@ -337,7 +337,11 @@ fn published_copies_keep_their_state() {
     for (index, recorded) in second.iter().enumerate() {
         working.apply_recorded(recorded).expect("the second part folds");
         if index % 10 == 0 {
-            published.push((working.clone(), working.state_hash()));
+            // As the writer does between batches.
+            let hash = working.state_hash();
+            working.rebuild_a_changed_run();
+            assert_eq!(working.state_hash(), hash, "a rebuilt run after event {index}");
+            published.push((working.clone(), hash));
         }
     }
     for (copy, hash) in &published {
@@ -345,4 +349,46 @@ fn published_copies_keep_their_state() {
         let expected = fold_one_at_a_time(&log.events[..copy.last_seq as usize]);
         assert!(copy == &expected, "the copy published at event {}", copy.last_seq);
     }
+}
+
+/// Which of the runs that postings change have had more than a fifth of
+/// their entries replaced: the sub-accounts, their posting lists, the
+/// ledger balances and the stream versions.
+fn changed_runs(state: &State) -> [bool; 4] {
+    let share = super::EARLY_REBUILD_SHARE;
+    [
+        state.accounts.changed_more_than(share),
+        state.account_transactions.changed_more_than(share),
+        state.ledger_balances.changed_more_than(share),
+        state.stream_versions.changed_more_than(share),
+    ]
+}
+
+/// Folds the second part into a decoded state and calls
+/// `rebuild_a_changed_run` after each event, as the writer does between
+/// batches. Each call rebuilds the first changed run and no other.
+#[test]
+fn rebuild_a_changed_run_rebuilds_one_per_call() {
+    let mut log = Log::default();
+    let owned = first_part(&mut log);
+    let split = log.events.len();
+    second_part(&mut log, &owned);
+    let (first, second) = log.events.split_at(split);
+
+    let mut state = decoded(&fold_one_at_a_time(first));
+    let mut rebuilt = 0;
+    for recorded in second {
+        state.apply_recorded(recorded).expect("the second part folds");
+        let before = changed_runs(&state);
+        let did_rebuild = state.rebuild_a_changed_run();
+        assert_eq!(did_rebuild, before.contains(&true), "a rebuild at event {}", recorded.seq);
+        let mut expected = before;
+        if let Some(first_changed) = before.iter().position(|changed| *changed) {
+            expected[first_changed] = false;
+            rebuilt += 1;
+        }
+        assert_eq!(changed_runs(&state), expected, "the runs after event {}", recorded.seq);
+    }
+    assert!(rebuilt > 0, "the second part changes more than a fifth of a run");
+    assert_same(&state, &fold_one_at_a_time(&log.events), "the state with rebuilt runs");
 }

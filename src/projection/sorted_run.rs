@@ -203,9 +203,15 @@ impl<K: Ord + Clone, V: Clone> SortedRunMap<K, V> {
     /// keys and old values, and rebuilding after a share of the run has
     /// changed keeps the cost per change constant on average.
     fn compact_if_stale(&mut self) {
-        if (self.replaced + self.removed.len()) * STALE_SHARE > self.run_len() {
+        if self.changed_more_than(STALE_SHARE) {
             self.compact();
         }
+    }
+
+    /// Returns whether more than `1 / share` of the run's entries are
+    /// replaced or removed.
+    pub fn changed_more_than(&self, share: usize) -> bool {
+        (self.replaced + self.removed.len()) * share > self.run_len()
     }
 
     /// Rebuilds the run from every entry, so that the later layers are
