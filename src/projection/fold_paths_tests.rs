@@ -351,9 +351,9 @@ fn published_copies_keep_their_state() {
     }
 }
 
-/// Which of the runs that postings change have had more than a fifth of
-/// their entries replaced: the sub-accounts, their posting lists, the
-/// ledger balances and the stream versions.
+/// Returns which of the runs that postings change have had more than a
+/// fifth of their entries replaced: the sub-accounts, their posting
+/// lists, the ledger balances and the stream versions.
 fn changed_runs(state: &State) -> [bool; 4] {
     let share = super::EARLY_REBUILD_SHARE;
     [
