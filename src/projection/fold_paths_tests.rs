@@ -242,6 +242,16 @@ fn second_part(log: &mut Log, owned: &[Owned]) {
     }
 }
 
+/// Builds the log of both parts and returns it with the sub-accounts and
+/// the number of events in the first part.
+fn two_part_log() -> (Log, Vec<Owned>, usize) {
+    let mut log = Log::default();
+    let owned = first_part(&mut log);
+    let split = log.events.len();
+    second_part(&mut log, &owned);
+    (log, owned, split)
+}
+
 fn fold_one_at_a_time(events: &[RecordedEvent]) -> State {
     let mut state = State::default();
     for recorded in events {
@@ -270,10 +280,7 @@ fn assert_same(state: &State, expected: &State, description: &str) {
 
 #[test]
 fn fold_paths_give_equal_states() {
-    let mut log = Log::default();
-    let owned = first_part(&mut log);
-    let split = log.events.len();
-    second_part(&mut log, &owned);
+    let (log, owned, split) = two_part_log();
     let (first, second) = log.events.split_at(split);
 
     let folded = fold_one_at_a_time(first);
@@ -326,10 +333,7 @@ fn fold_paths_give_equal_states() {
 /// still equal the one-at-a-time fold of the log up to its last event.
 #[test]
 fn published_copies_keep_their_state() {
-    let mut log = Log::default();
-    let owned = first_part(&mut log);
-    let split = log.events.len();
-    second_part(&mut log, &owned);
+    let (log, _, split) = two_part_log();
     let (first, second) = log.events.split_at(split);
 
     let mut working = decoded(&fold_one_at_a_time(first));
@@ -369,10 +373,7 @@ fn changed_runs(state: &State) -> [bool; 4] {
 /// batches. Each call rebuilds the first changed run and no other.
 #[test]
 fn rebuild_a_changed_run_rebuilds_one_per_call() {
-    let mut log = Log::default();
-    let owned = first_part(&mut log);
-    let split = log.events.len();
-    second_part(&mut log, &owned);
+    let (log, _, split) = two_part_log();
     let (first, second) = log.events.split_at(split);
 
     let mut state = decoded(&fold_one_at_a_time(first));
