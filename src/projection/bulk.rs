@@ -21,6 +21,10 @@
 //! the other leg's ledger account: eight lookups in maps of a key per
 //! sub-account. `PostingCache` keeps those values in hash maps instead and
 //! writes them back before any other event is folded, and at the end.
+//!
+//! The other events change the views through `State::apply`, and the
+//! views stage those changes in hash maps (`SortedRunMap::stage`) until
+//! the fold compacts them: before a run of postings, and at the end.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -75,7 +79,6 @@ impl Deferred {
 /// Folds a log from its first event, building the posting indexes at the
 /// end (`finish`). The result equals folding every event with
 /// `State::apply_recorded`.
-#[derive(Default)]
 pub struct BulkFold {
     state: State,
     deferred: Deferred,
@@ -84,6 +87,12 @@ pub struct BulkFold {
     /// last compacted.
     folded_by_state: u64,
     folded_since_compacted: u64,
+}
+
+impl Default for BulkFold {
+    fn default() -> BulkFold {
+        BulkFold::new()
+    }
 }
 
 /// Events the state folds itself between two compactions of its views, at
@@ -105,7 +114,15 @@ const RETURN_FREED_EVERY_EVENTS: u64 = 1 << 17;
 
 impl BulkFold {
     pub fn new() -> BulkFold {
-        BulkFold::default()
+        let mut state = State::default();
+        state.stage_views();
+        BulkFold {
+            state,
+            deferred: Deferred::default(),
+            cache: PostingCache::default(),
+            folded_by_state: 0,
+            folded_since_compacted: 0,
+        }
     }
 
     /// Sequence number of the last event folded in.
@@ -154,7 +171,7 @@ impl BulkFold {
     /// Moves the views into sorted runs before a posting, once the state
     /// has folded enough events since the last time. The sub-accounts and
     /// SIP resources created before a run of postings then do not stay in
-    /// `im` maps, which take twice the memory, until `finish`. Enough is
+    /// the staged hash maps, which take more memory, until `finish`. Enough is
     /// `COMPACT_AFTER_EVENTS`, and half as many as the state has folded in
     /// all, which keeps the cost per event constant on average.
     fn compact_before_postings(&mut self) {
@@ -178,7 +195,7 @@ impl BulkFold {
         memory::return_freed("the fold");
         cache.write_back(&mut state);
         drop(cache);
-        state.compact_views();
+        state.unstage_views();
         memory::return_freed("the posting cache's write-back");
         let Deferred { runs, idempotency } = deferred;
         let seq = state.last_seq;

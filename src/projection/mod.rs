@@ -73,6 +73,22 @@ pub type IdempotencyKey = (String, String);
 /// 20 ms. So the writer rebuilds one per batch (`rebuild_a_changed_run`).
 pub const EARLY_REBUILD_SHARE: usize = 5;
 
+/// Calls `$method` on each view of `State` other than the posting indexes:
+/// the sorted runs that postings, sub-accounts and SIP resources change.
+macro_rules! for_each_view {
+    ($state:expr, $method:ident) => {
+        $state.accounts.$method();
+        $state.ledger_balances.$method();
+        $state.stream_versions.$method();
+        $state.logins.$method();
+        $state.sip_accounts.$method();
+        $state.account_sip_accounts.$method();
+        $state.account_sip_history.$method();
+        $state.sip_aliases.$method();
+        $state.sip_names.$method();
+    };
+}
+
 /// Buffer between the state's encoder and the hasher in `state_hash`.
 const STATE_HASH_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -566,15 +582,19 @@ impl State {
     /// form that a snapshot start gives them, which takes less than half the
     /// memory of an `OrdMap` (see `sorted_run`).
     pub fn compact_views(&mut self) {
-        self.accounts.compact();
-        self.ledger_balances.compact();
-        self.stream_versions.compact();
-        self.logins.compact();
-        self.sip_accounts.compact();
-        self.account_sip_accounts.compact();
-        self.account_sip_history.compact();
-        self.sip_aliases.compact();
-        self.sip_names.compact();
+        for_each_view!(self, compact);
+    }
+
+    /// Keeps the changes to the views of `compact_views` in hash maps until
+    /// they are compacted (`SortedRunMap::stage`). A full replay stages them.
+    fn stage_views(&mut self) {
+        for_each_view!(self, stage);
+    }
+
+    /// Compacts the views of `compact_views` and stages their changes no
+    /// more.
+    fn unstage_views(&mut self) {
+        for_each_view!(self, unstage);
     }
 
     /// Finds the posting at `position` in `transaction_order`, as a
