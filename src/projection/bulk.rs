@@ -187,14 +187,13 @@ impl BulkFold {
     /// index check carries the sequence number of the last event folded,
     /// and a failed record check the sequence number of the record.
     pub fn finish(self) -> Result<State, ApplyError> {
-        let BulkFold { mut state, deferred, mut cache, .. } = self;
+        let BulkFold { mut state, deferred, cache, .. } = self;
         // The fold has freed the decoded events, and the write-back and the
         // compaction free the posting cache and the views' replaced values
         // and map nodes. Returned, those pages do not add to the peak RSS
         // that the index build sets.
         memory::return_freed("the fold");
-        cache.write_back(&mut state);
-        drop(cache);
+        cache.write_back_at_end(&mut state);
         state.unstage_views();
         memory::return_freed("the posting cache's write-back");
         let Deferred { runs, idempotency } = deferred;
@@ -377,6 +376,46 @@ impl PostingCache {
             cached.changed = false;
             if let Some(balance) = cached.balance {
                 state.ledger_balances.insert(key, balance);
+            }
+        }
+    }
+
+    /// Writes every changed entry into `state`, as `write_back` does, at
+    /// the end of the fold. The sub-accounts and their stream versions
+    /// change in place in their runs instead of through the staged hash
+    /// maps, which would then sort a copy of each into a new run: with
+    /// 100,000 sub-accounts, about 0.2 s of a cold start.
+    fn write_back_at_end(self, state: &mut State) {
+        let mut updated = 0;
+        let changed = |sid: &Sid| self.accounts.get(sid).filter(|cached| cached.changed);
+        state.accounts.update_values(|sid, account| {
+            if let Some(cached) = changed(sid) {
+                let account = Arc::make_mut(account);
+                account.balance = cached.balance;
+                account.balance_updated = cached.balance_updated;
+                updated += 1;
+            }
+        });
+        state.stream_versions.update_values(|sid, version| {
+            if let Some(cached) = changed(sid) {
+                *version = cached.version;
+                updated += 1;
+            }
+        });
+        // `post` caches only a sub-account of the state, whose creation set
+        // its stream version.
+        let expected = 2 * self.changed_accounts.len();
+        assert_eq!(updated, expected, "a changed sub-account lacks an entry in the state");
+        for sid in &self.changed_accounts {
+            let cached = &self.accounts[sid];
+            if let Some(ledger) = cached.ledger {
+                let key = (subaccount_ledger_name(*sid), cached.currency);
+                state.ledger_balances.insert(key, ledger);
+            }
+        }
+        for key in &self.changed_ledgers {
+            if let Some(balance) = self.ledgers[key].balance {
+                state.ledger_balances.insert(*key, balance);
             }
         }
     }

@@ -347,6 +347,15 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
         self.staged = staged;
     }
 
+    /// Compacts the map, then calls `update` with each entry to change its
+    /// value in place. A run that another map shares is copied first.
+    pub fn update_values(&mut self, mut update: impl FnMut(&K, &mut V)) {
+        self.compact();
+        for (key, value) in Arc::make_mut(&mut self.run).iter_mut() {
+            update(key, value);
+        }
+    }
+
     /// Returns the entries in key order.
     ///
     /// # Panics
@@ -944,6 +953,33 @@ mod tests {
             let expected: Vec<(u8, u16)> = model.iter().map(|(key, value)| (*key, *value)).collect();
             proptest::prop_assert_eq!(entries, expected, "entries");
         }
+    }
+
+    #[test]
+    fn update_values_changes_every_layer_in_place() {
+        let mut map = run_of(&[10, 20, 30]);
+        map.insert(25, "later 25".to_string());
+        map.insert(40, "appended 40".to_string());
+        map.remove(&10);
+        let shared = map.clone();
+        map.update_values(|key, value| value.push_str(&format!(" updated {key}")));
+        let values: Vec<&str> = map.values().map(String::as_str).collect();
+        assert_eq!(
+            values,
+            [
+                "run 20 updated 20",
+                "later 25 updated 25",
+                "run 30 updated 30",
+                "appended 40 updated 40"
+            ],
+            "every entry updated once"
+        );
+        let shared_values: Vec<&str> = shared.values().map(String::as_str).collect();
+        assert_eq!(
+            shared_values,
+            ["run 20", "later 25", "run 30", "appended 40"],
+            "the copy unchanged"
+        );
     }
 
     #[test]
