@@ -21,6 +21,8 @@ use crate::domain::events::{
 use crate::domain::ids::Sid;
 use crate::store::StoreError;
 
+mod posting_body;
+
 /// The first byte of every stored event value.
 pub const FORMAT_V1: u8 = 1;
 const HASH_BYTES: usize = 32;
@@ -41,7 +43,7 @@ pub struct PendingEvent {
 }
 
 /// An event read back from the log.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEvent {
     pub seq: u64,
     pub stream: Sid,
@@ -342,6 +344,15 @@ impl RawEvent {
     /// Decodes the body. The sequence number inside the body must match the
     /// key it was stored under.
     pub fn decode(&self) -> Result<RecordedEvent, StoreError> {
+        match posting_body::decode(self) {
+            Some(recorded) => Ok(recorded),
+            None => self.decode_with_serde(),
+        }
+    }
+
+    /// Decodes any body through serde, naming what is wrong with an
+    /// invalid one.
+    fn decode_with_serde(&self) -> Result<RecordedEvent, StoreError> {
         let failed_kind = Cell::new(None);
         let mut deserializer = serde_json::Deserializer::from_slice(&self.body);
         let visitor = BodyVisitor { failed_kind: &failed_kind };
