@@ -1011,6 +1011,129 @@ mod tests {
         assert_eq!(map.len(), 3, "length with the staged insert");
     }
 
+    #[test]
+    fn staged_removal_of_every_entry() {
+        let mut map = run_of(&[10, 20, 30]);
+        map.stage();
+        for key in [10, 20, 30] {
+            assert!(map.remove(&key).is_some(), "run key {key} removed");
+        }
+        assert_eq!(map.remove(&20), None, "removed twice");
+        assert_eq!(map.get_mut(&20), None, "get_mut of a removed key");
+        assert_eq!(map.len(), 0, "length after removing every entry");
+        map.compact();
+        assert!(map.is_empty(), "empty after the compaction");
+        assert_eq!(map.iter().count(), 0, "no entries to read in order");
+
+        assert_eq!(map.insert(20, "staged 20".to_string()), None, "inserted after removal");
+        assert_eq!(map.len(), 1, "length after inserting again");
+        map.get_mut(&20).expect("the staged key").push_str(" changed");
+        assert_eq!(
+            map.insert(20, "staged 20 again".to_string()).as_deref(),
+            Some("staged 20 changed")
+        );
+        assert_eq!(map.len(), 1, "a replaced key counts once");
+        map.unstage();
+        let listed: Vec<(u32, &str)> =
+            map.iter().map(|(key, value)| (*key, value.as_str())).collect();
+        assert_eq!(listed, [(20, "staged 20 again")], "entries after unstaging");
+        assert_eq!(map.len(), 1, "length after unstaging");
+    }
+
+    /// Keys of the `logins` and `sip_names` views are shared pointers that
+    /// the fold looks up by the text or tuple they point to. A staged map
+    /// hashes both the same, so the staged changes are found by either.
+    #[test]
+    fn staged_map_finds_by_borrowed_key() {
+        let entries = vec![(Arc::<str>::from("a"), 1), (Arc::from("c"), 3)];
+        let mut map = SortedRunMap::from_sorted(entries).expect("sorted keys");
+        map.stage();
+        assert_eq!(map.insert(Arc::from("b"), 2), None, "a new key");
+        assert_eq!(map.get("b"), Some(&2), "a staged key");
+        assert_eq!(map.get("a"), Some(&1), "a run key");
+        *map.get_mut("a").expect("a run key") += 10;
+        assert_eq!(map.get("a"), Some(&11), "a run key changed in place");
+        assert_eq!(map.remove("c"), Some(3), "a run key removed");
+        assert_eq!(map.remove("b"), Some(2), "a staged key removed");
+        assert!(!map.contains_key("b"), "the removed staged key");
+        assert!(!map.contains_key("c"), "the removed run key");
+        assert_eq!(map.insert(Arc::from("c"), 30), None, "a removed key inserted again");
+        assert_eq!(map.len(), 2, "length with the staged changes");
+        map.compact();
+        let listed: Vec<(&str, i32)> = map.iter().map(|(key, value)| (&**key, *value)).collect();
+        assert_eq!(listed, [("a", 11), ("c", 30)], "entries after the compaction");
+    }
+
+    /// A step of `staged_copies_match_btree_maps`: a `Change` to map
+    /// `index`, a copy of map `index` added to the maps, or `stage` or
+    /// `unstage` on map `index`.
+    #[derive(Debug, Clone)]
+    enum StagedChange {
+        On(usize, Change),
+        Copy(usize),
+        Stage(usize),
+        Unstage(usize),
+    }
+
+    fn staged_change() -> impl proptest::strategy::Strategy<Value = StagedChange> {
+        use proptest::prelude::*;
+        prop_oneof![
+            8 => (any::<usize>(), change()).prop_map(|(index, change)| StagedChange::On(index, change)),
+            1 => any::<usize>().prop_map(StagedChange::Copy),
+            1 => any::<usize>().prop_map(StagedChange::Stage),
+            1 => any::<usize>().prop_map(StagedChange::Unstage),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Maps staged and unstaged any number of times, and copied while
+        /// staged, keep the values and lengths of `BTreeMap`s changed the
+        /// same way. Whenever a map has no unmerged staged changes, its
+        /// entries and ranges in key order match too.
+        #[test]
+        fn staged_copies_match_btree_maps(
+            run in proptest::collection::btree_map(proptest::prelude::any::<u8>(), proptest::prelude::any::<u16>(), 0..40),
+            changes in proptest::collection::vec(staged_change(), 0..120),
+        ) {
+            let first = SortedRunMap::from_sorted(run.clone().into_iter().collect()).expect("sorted keys");
+            let mut maps = vec![(first, run)];
+            for change in changes {
+                let count = maps.len();
+                match change {
+                    StagedChange::On(index, change) => {
+                        let (map, model) = &mut maps[index % count];
+                        apply_change(map, model, change)?;
+                    }
+                    StagedChange::Copy(index) => {
+                        let copy = maps[index % count].clone();
+                        maps.push(copy);
+                    }
+                    StagedChange::Stage(index) => maps[index % count].0.stage(),
+                    StagedChange::Unstage(index) => {
+                        let map = &mut maps[index % count].0;
+                        map.unstage();
+                        proptest::prop_assert!(map.staged.is_none(), "staged after unstage");
+                    }
+                }
+                for (number, (map, model)) in maps.iter().enumerate() {
+                    check_lookups(map, model)?;
+                    let unmerged = map.staged.as_ref().is_some_and(|staged| !staged.changes.is_empty());
+                    if unmerged {
+                        continue;
+                    }
+                    let entries: Vec<(u8, u16)> = map.iter().map(|(key, value)| (*key, *value)).collect();
+                    let expected: Vec<(u8, u16)> = model.iter().map(|(key, value)| (*key, *value)).collect();
+                    proptest::prop_assert_eq!(entries, expected, "entries of map {}", number);
+                    for start in [0u8, 64, 128, 200] {
+                        let from: Vec<u8> = map.range_from(&start).map(|(key, _)| *key).collect();
+                        let expected: Vec<u8> = model.range(start..).map(|(key, _)| *key).collect();
+                        proptest::prop_assert_eq!(from, expected, "range of map {} from {}", number, start);
+                    }
+                }
+            }
+        }
+    }
+
     /// A step of `copies_match_btree_maps`: a `Change` to map `index`, or a
     /// copy of map `index` added to the maps.
     #[derive(Debug, Clone)]
