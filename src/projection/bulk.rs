@@ -170,8 +170,10 @@ impl BulkFold {
 
     /// Moves the views into sorted runs before a posting, once the state
     /// has folded enough events since the last time. The sub-accounts and
-    /// SIP resources created before a run of postings then do not stay in
-    /// the staged hash maps, which take more memory, until `finish`. Enough is
+    /// SIP resources created before a run of postings then leave the staged
+    /// hash maps, which take more memory than a run. (The write-backs of
+    /// the posting cache replace entries, and a map rebuilds its run
+    /// itself once they replace a quarter of it.) Enough is
     /// `COMPACT_AFTER_EVENTS`, and half as many as the state has folded in
     /// all, which keeps the cost per event constant on average.
     fn compact_before_postings(&mut self) {

@@ -104,6 +104,12 @@ struct Staged<K, V> {
     changes: HashMap<K, Option<V>, foldhash::fast::RandomState>,
     /// Entries of the map, changes included.
     len: usize,
+    /// Keys of the layers below whose entries a change replaces or
+    /// removes. They count toward the rebuild at `STALE_SHARE` as the later
+    /// layer's do, so that a fold whose changes replace entries, such as
+    /// the write-backs of postings, keeps at most about a quarter of the
+    /// run's values twice.
+    replaced: usize,
 }
 
 impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
@@ -198,7 +204,8 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
     pub fn stage(&mut self) {
         if self.staged.is_none() {
             let len = self.len();
-            self.staged = Some(Box::new(Staged { changes: HashMap::default(), len }));
+            let changes = HashMap::default();
+            self.staged = Some(Box::new(Staged { changes, len, replaced: 0 }));
         }
     }
 
@@ -216,6 +223,9 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
                 Entry::Vacant(change) => {
                     let previous = self.get_below_staged(change.key()).map(|(_, v)| v.clone());
                     change.insert(Some(value));
+                    if previous.is_some() {
+                        staged.replaced += 1;
+                    }
                     previous
                 }
             };
@@ -223,6 +233,7 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
                 staged.len += 1;
             }
             self.staged = Some(staged);
+            self.compact_if_stale();
             return previous;
         }
         // A key above the run's last is in no layer: `removed` contains
@@ -253,18 +264,19 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
     where
         K: Borrow<Q>,
     {
+        // Rebuilds first, so that a rebuild cannot move the entry that this
+        // call returns.
+        self.compact_if_stale();
         if let Some(mut staged) = self.staged.take() {
             if !staged.changes.contains_key(key) {
                 if let Some((below_key, value)) = self.get_below_staged(key) {
                     staged.changes.insert(below_key.clone(), Some(value.clone()));
+                    staged.replaced += 1;
                 }
             }
             let staged = self.staged.insert(staged);
             return staged.changes.get_mut(key).and_then(Option::as_mut);
         }
-        // Rebuilds first, so that a rebuild cannot move the entry that this
-        // call returns.
-        self.compact_if_stale();
         if !self.later.contains_key(key) {
             let (run_key, value) = self.run_entry(key)?;
             if !self.removed.is_empty() && self.removed.contains(key) {
@@ -287,6 +299,7 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
                 Some(change) => change.take(),
                 None => self.get_below_staged(key).map(|(below_key, value)| {
                     staged.changes.insert(below_key.clone(), None);
+                    staged.replaced += 1;
                     value.clone()
                 }),
             };
@@ -294,6 +307,7 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
                 staged.len -= 1;
             }
             self.staged = Some(staged);
+            self.compact_if_stale();
             return previous;
         }
         let in_run = self.run_entry(key).cloned();
@@ -327,7 +341,8 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
     /// Returns whether more than `1 / share` of the run's entries are
     /// replaced or removed.
     pub fn changed_more_than(&self, share: usize) -> bool {
-        (self.replaced + self.removed.len()) * share > self.run_len()
+        let staged = self.staged.as_ref().map_or(0, |staged| staged.replaced);
+        (self.replaced + self.removed.len() + staged) * share > self.run_len()
     }
 
     /// Rebuilds the run from every entry, so that the later layers and
@@ -335,7 +350,10 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
     pub fn compact(&mut self) {
         let mut staged = self.staged.take();
         let changes = match &mut staged {
-            Some(staged) => std::mem::take(&mut staged.changes),
+            Some(staged) => {
+                staged.replaced = 0;
+                std::mem::take(&mut staged.changes)
+            }
             None => HashMap::default(),
         };
         let unchanged =
@@ -956,6 +974,28 @@ mod tests {
             let expected: Vec<(u8, u16)> = model.iter().map(|(key, value)| (*key, *value)).collect();
             proptest::prop_assert_eq!(entries, expected, "entries");
         }
+    }
+
+    #[test]
+    fn staged_replacements_rebuild_the_run_at_a_quarter() {
+        let keys: Vec<u32> = (0..100).collect();
+        let mut map = run_of(&keys);
+        map.stage();
+        for key in 100..1_000 {
+            map.insert(key, format!("new {key}"));
+        }
+        let changes =
+            |map: &SortedRunMap<u32, String>| map.staged.as_ref().map(|s| s.changes.len());
+        assert_eq!(changes(&map), Some(900), "new keys replace nothing");
+        map.compact();
+        for key in 0..250 {
+            map.insert(key, format!("replaced {key}"));
+        }
+        assert_eq!(changes(&map), Some(250), "a quarter of the run replaced");
+        map.insert(250, "replaced 250".to_string());
+        assert_eq!(changes(&map), Some(0), "rebuilt past a quarter");
+        assert_eq!(map.get(&250).map(String::as_str), Some("replaced 250"), "the last change kept");
+        assert_eq!(map.len(), 1_000, "no entry lost");
     }
 
     #[test]
