@@ -297,6 +297,209 @@ mod tests {
         }
     }
 
+    /// Returns `raw` with `body` in place of its body.
+    fn with_body(raw: &RawEvent, body: Vec<u8>) -> RawEvent {
+        RawEvent { body, ..raw.clone() }
+    }
+
+    /// Returns the direct reader's result, after checking that it is
+    /// `None` or the event that the serde reader returns.
+    fn decode_checked(raw: &RawEvent, case: &str) -> Option<RecordedEvent> {
+        let direct = decode(raw);
+        if let Some(direct) = &direct {
+            let through_serde = raw.decode_with_serde();
+            assert!(through_serde.is_ok(), "{case}: serde rejects {through_serde:?}");
+            assert_eq!(Some(direct), through_serde.as_ref().ok(), "{case}");
+        }
+        direct
+    }
+
+    /// A sealed posting with every optional member, as text.
+    fn full_posting() -> (RawEvent, String) {
+        let text = ("req-1".to_string(), Some("ref-1".to_string()), Some("d".to_string()));
+        let at = DateTime::from_timestamp_micros(1_714_566_896_123_456).expect("a time");
+        let raw = stored(7, &pending(false, text, Decimal::new(1250, 2), at));
+        let body = String::from_utf8(raw.body.clone()).expect("a body is UTF-8");
+        (raw, body)
+    }
+
+    #[test]
+    fn edited_postings_read_as_through_serde() {
+        let (raw, body) = full_posting();
+        assert!(decode_checked(&raw, "the sealed body").is_some(), "{body}");
+        // Each case replaces the first `from` in the body with `to`, and
+        // gives whether the direct reader and the serde reader accept it.
+        let cases: &[(&str, &str, bool, bool)] = &[
+            // Numbers.
+            ("\"seq\":7,", "\"seq\":07,", false, false),
+            ("\"seq\":7,", "\"seq\":7.0,", false, false),
+            ("\"seq\":7,", "\"seq\":7e0,", false, false),
+            ("\"seq\":7,", "\"seq\":-7,", false, false),
+            ("\"seq\":7,", "\"seq\": 7,", false, true),
+            ("\"seq\":7,", "\"seq\":\"7\",", false, false),
+            ("\"version\":3,", "\"version\":03,", false, false),
+            ("\"version\":3,", "\"version\":0,", true, true),
+            ("\"version\":3,", "\"version\":9999999999999999999,", true, true),
+            ("\"version\":3,", "\"version\":18446744073709551615,", false, true),
+            ("\"version\":3,", "\"version\":18446744073709551616,", false, false),
+            ("\"version\":3,", "\"version\":3.5,", false, false),
+            ("\"pay_method\":4,", "\"pay_method\":65535,", true, true),
+            ("\"pay_method\":4,", "\"pay_method\":65536,", false, false),
+            ("\"pay_method\":4,", "\"pay_method\":4294967300,", false, false),
+            ("\"pay_method\":4,", "\"pay_method\":04,", false, false),
+            ("\"pay_method\":4,", "\"pay_method\":4.0,", false, false),
+            ("\"pay_method\":4,", "\"pay_method\":-0,", false, false),
+            ("\"schema\":1,", "\"schema\":01,", false, false),
+            ("\"schema\":1,", "\"schema\":2,", false, false),
+            // Strings.
+            ("\"req-1\"", "\"req-\\\"1\"", false, true),
+            ("\"req-1\"", "\"req-\\u0031\"", false, true),
+            ("\"req-1\"", "\"req-\\/1\"", false, true),
+            ("\"req-1\"", "\"req-\\ud800\"", false, false),
+            ("\"req-1\"", "\"req-\\x\"", false, false),
+            ("\"req-1\"", "\"req-\t1\"", false, false),
+            ("\"req-1\"", "\"req-\u{7f}1\"", true, true),
+            ("\"req-1\"", "\"req-\u{2028}1\"", true, true),
+            ("\"req-1\"", "\"r\u{e9}q-\u{1f600}\"", true, true),
+            ("\"req-1\"", "\"req\"-1\"", false, false),
+            ("\"req-1\"", "\"\"", true, true),
+            ("\"req-1\"", "null", false, false),
+            ("\"ref-1\"", "\"ref-\\n\"", false, true),
+            ("\"funding:paypal\"", "\"funding:\\u0070aypal\"", false, true),
+            ("\"funding:paypal\"", "\"\u{2029}\"", true, true),
+            // Ids and actors.
+            ("\"stream\":\"AC", "\"stream\":\"ac", false, false),
+            ("\"stream\":\"AC", "\"stream\":\"XX", false, false),
+            ("\"actor\":\"DV", "\"actor\":\"AC", false, false),
+            ("\"actor\":\"DV000000000000000000000000000000de\"", "\"actor\":\"platform\"", true, true),
+            ("\"actor\":\"DV000000000000000000000000000000de\"", "\"actor\":\"Platform\"", false, false),
+            ("\"sid\":\"BA000000000000000000000000000000ba\"", "\"sid\":\"BA000000000000000000000000000000BA\"", false, false),
+            // Times.
+            (".123456Z\"", "Z\"", true, true),
+            (".123456Z\"", ".123456789Z\"", true, true),
+            (".123456Z\"", ".123456+00:00\"", true, true),
+            (".123456Z\"", ".123456-08:30\"", true, true),
+            (".123456Z\"", ".123456z\"", true, true),
+            (".123456Z\"", ".123456\"", false, false),
+            ("T12:34:56.123456Z", "t12:34:56.123456Z", true, true),
+            ("T12:34:56.123456Z", " 12:34:56.123456Z", true, true),
+            ("T12:34:56.123456Z", "T23:59:60.123456Z", true, true),
+            ("T12:34:56.123456Z", "T24:00:00.000000Z", false, false),
+            ("2024-05-01T", "2024-02-30T", false, false),
+            ("2024-05-01T", "+2024-05-01T", true, true),
+            ("2024-05-01T", "0000-05-01T", true, true),
+            // Decimals.
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"1e3\",\"currency", true, true),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"1.25E-1\",\"currency", true, true),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"+12.50\",\"currency", true, true),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"-0\",\"currency", true, true),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"0012.50\",\"currency", true, true),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"12.\",\"currency", true, true),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\".5\",\"currency", true, true),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"1_250\",\"currency", true, true),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\" 12.50\",\"currency", false, false),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"12.50 \",\"currency", false, false),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"\",\"currency", false, false),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"NaN\",\"currency", false, false),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":12.50,\"currency", false, false),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"79228162514264337593543950335\",\"currency", true, true),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"79228162514264337593543950336\",\"currency", false, false),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"0.00000000000000000000000000000000001\",\"currency", true, true),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"1.00000000000000000000000000000000000000001\",\"currency", true, true),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"\u{661}\",\"currency", false, false),
+            ("\"amount\":\"12.50\",\"currency", "\"amount\":\"1\\u0032.50\",\"currency", false, true),
+            ("\"balance_after\":\"12.50\"", "\"balance_after\":\"1e-28\"", true, true),
+            ("\"balance_after\":\"12.50\"", "\"balance_after\":\"1e29\"", false, false),
+            // Currencies.
+            ("\"SGD\"", "\"sgd\"", false, false),
+            ("\"SGD\"", "\"Sgd\"", false, false),
+            ("\"SGD\"", "\"USD\"", true, true),
+            ("\"SGD\"", "\"XXX\"", false, false),
+            ("\"SGD\"", "\"\\u0053GD\"", false, true),
+            // Members.
+            ("\"refer_trans_id\":\"ref-1\"", "\"refer_trans_id\":null", false, true),
+            ("\"desc\":\"d\"", "\"desc\":null", false, true),
+            (",\"refer_trans_id\":\"ref-1\"", "", true, true),
+            (",\"desc\":\"d\"", "", true, true),
+            ("\"refer_trans_id\":\"ref-1\",\"desc\":\"d\"", "\"desc\":\"d\",\"refer_trans_id\":\"ref-1\"", false, true),
+            ("\"desc\":\"d\"", "\"desc\":\"d\",\"desc\":\"e\"", false, false),
+            ("\"desc\":\"d\"", "\"desc\":\"d\",\"note\":1", false, true),
+            ("\"seq\":7,", "\"seq\":7,\"seq\":7,", false, false),
+            ("\"seq\":7,", "\"seq\":7,\"note\":[1,{}],", false, true),
+            (",\"data\":", ",\"idempotency\":null,\"data\":", false, true),
+            (",\"data\":", ",\"idempotency\":{\"key\":\"k\",\"fingerprint\":\"f\",\"resource\":\"BA000000000000000000000000000000ba\"},\"data\":", false, true),
+            ("{\"seq\":7,", "{ \"seq\":7,", false, true),
+            ("\"legs\":[", "\"legs\":[ ", false, true),
+            ("],\"balance_after\"", ",{\"account\":\"x\",\"amount\":\"0\"}],\"balance_after\"", false, false),
+            // Types.
+            ("\"BalanceToppedUp\"", "\"BalanceAdjusted\"", true, true),
+            ("\"BalanceToppedUp\"", "\"balancetoppedup\"", false, false),
+            ("\"BalanceToppedUp\"", "\"IdempotencyKeyRecorded\"", false, false),
+            ("\"BalanceToppedUp\"", "\"SubAccountCreated\"", false, false),
+        ];
+        for &(from, to, direct_reads, serde_reads) in cases {
+            assert!(body.contains(from), "the body contains {from}: {body}");
+            let edited = with_body(&raw, body.replacen(from, to, 1).into_bytes());
+            let case = format!("{from} -> {to}");
+            let direct = decode_checked(&edited, &case);
+            assert_eq!(direct.is_some(), direct_reads, "direct reader, {case}");
+            let serde = edited.decode_with_serde();
+            assert_eq!(serde.is_ok(), serde_reads, "serde reader, {case}: {serde:?}");
+        }
+    }
+
+    #[test]
+    fn edited_bytes_read_as_through_serde() {
+        let (raw, body) = full_posting();
+        // Invalid UTF-8 inside a string: a lone continuation byte, an
+        // overlong slash, a surrogate and a truncated sequence.
+        let invalid: [&[u8]; 4] = [b"\x80", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82"];
+        for bytes in invalid {
+            let edited = body.replacen("req-1", "req-\u{0}", 1).into_bytes();
+            let at = edited.iter().position(|&byte| byte == 0).expect("the marker");
+            let mut edited = edited;
+            edited.splice(at..=at, bytes.iter().copied());
+            let edited = with_body(&raw, edited);
+            let case = format!("{bytes:x?} in a string");
+            assert!(decode_checked(&edited, &case).is_none(), "direct reader, {case}");
+            assert!(edited.decode_with_serde().is_err(), "serde reader, {case}");
+        }
+        // Bytes after the body: JSON whitespace is allowed, nothing else.
+        for (suffix, serde_reads) in
+            [(" ", true), ("\n", true), ("}", false), ("x", false), ("\u{0}", false)]
+        {
+            let edited = with_body(&raw, format!("{body}{suffix}").into_bytes());
+            let case = format!("{suffix:?} after the body");
+            assert!(decode_checked(&edited, &case).is_none(), "direct reader, {case}");
+            assert_eq!(edited.decode_with_serde().is_ok(), serde_reads, "serde reader, {case}");
+        }
+        // Every proper prefix of the body is invalid JSON.
+        for length in 0..body.len() {
+            let edited = with_body(&raw, body.as_bytes()[..length].to_vec());
+            let case = format!("the first {length} bytes");
+            assert!(decode_checked(&edited, &case).is_none(), "direct reader, {case}");
+            assert!(edited.decode_with_serde().is_err(), "serde reader, {case}");
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_of_19_and_20_digits() {
+        let (raw, body) = full_posting();
+        for (seq, direct_reads) in [
+            (999_999_999_999_999_999u64, true),
+            (9_999_999_999_999_999_999, true),
+            (10_000_000_000_000_000_000, false),
+            (u64::MAX, false),
+        ] {
+            let edited = body.replacen("\"seq\":7,", &format!("\"seq\":{seq},"), 1);
+            let edited = RawEvent { seq, ..with_body(&raw, edited.into_bytes()) };
+            let case = format!("seq {seq}");
+            let direct = decode_checked(&edited, &case);
+            assert_eq!(direct.is_some(), direct_reads, "direct reader, {case}");
+            assert!(edited.decode_with_serde().is_ok(), "serde reader, {case}");
+        }
+    }
+
     #[test]
     fn declines_a_body_of_another_sequence_number() {
         let text = ("0123456789abcdef".to_string(), None, None);
