@@ -1198,6 +1198,57 @@ mod tests {
         }
     }
 
+    /// Returns `log`, a `sealed_posting_log`, with the last digit of the
+    /// request id of event `at` changed: its body still decodes, but its
+    /// hash no longer covers it.
+    fn with_request_id_altered(log: &[Vec<u8>], at: u64) -> Vec<Vec<u8>> {
+        let mut log = log.to_vec();
+        let value = &mut log[at as usize - 1];
+        let member = format!("\"request_id\":\"req-{at}\"");
+        let start = value
+            .windows(member.len())
+            .position(|window| window == member.as_bytes())
+            .expect("the body contains its request id");
+        let digit = start + member.len() - 2;
+        value[digit] = if value[digit] == b'0' { b'1' } else { b'0' };
+        log
+    }
+
+    #[test]
+    fn decodable_altered_body_named_on_both_threads() {
+        let batch = REPLAY_BATCH_EVENTS as u64;
+        let log = sealed_posting_log();
+        let events = posting_log_events();
+        for at in [1, batch, batch + 1, 3 * batch + 1, POSTING_LOG_EVENTS] {
+            let altered = with_request_id_altered(&log, at);
+            let raw = RawEvent::from_stored(at, &altered[at as usize - 1]).expect("a stored event");
+            assert!(raw.decode().is_ok(), "the altered body of event {at} decodes");
+            assert!(!raw.hash_is_valid(), "the altered body of event {at} fails its hash");
+
+            // The same log with the event after it also sealed after a
+            // wrong hash: the altered body comes first and is named.
+            let mut then_broken_link = altered.clone();
+            if let Some(next) = events.get(at as usize) {
+                then_broken_link[at as usize] = seal(next, &[7; 32]).0;
+            }
+            for (name, log) in [("altered", altered), ("then a broken link", then_broken_link)] {
+                for pause in [None, Some(std::time::Duration::from_millis(2))] {
+                    let case = format!("{name} at {at}, pause {pause:?}");
+                    let (fold, result) = replay_in_bulk(raw_events(&log), pause);
+                    match result {
+                        Err(RecoveryError::Chain { seq, reason }) => {
+                            assert_eq!(seq, at, "the altered event is named, {case}");
+                            let hash_reason = "its hash does not match its contents";
+                            assert_eq!(reason, hash_reason, "{case}");
+                        }
+                        other => panic!("expected a chain error, {case}: {other:?}"),
+                    }
+                    assert_eq!(fold.last_seq(), at - 1, "the events before it fold, {case}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn nothing_preloaded_replays() {
         let dir = tempfile::tempdir().expect("a temporary directory");
