@@ -1,7 +1,8 @@
 //! Fuzz target for stored event decoding. It checks that
 //! `RawEvent::from_stored`, the hash check and `decode` do not panic on
-//! arbitrary bytes, and that an event that decodes seals and decodes again
-//! to the same event.
+//! arbitrary bytes, that the direct reader of posting bodies declines a
+//! body or reads the same event as the serde reader, and that an event
+//! that decodes seals and decodes again to the same event.
 //!
 //! Input layout: byte 0 selects the mode. With 0, the rest is an event
 //! body and gets a valid header, stored under the body's own `seq`, so the
@@ -39,6 +40,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = raw.hash_is_valid();
     let _ = raw.body_json();
+    // The direct reader of posting bodies either declines a body or reads
+    // exactly the event that the serde reader reads.
+    if let Some(direct) = raw.decode_posting_directly() {
+        match raw.decode_through_serde() {
+            Ok(through_serde) => assert_eq!(direct, through_serde, "both readers agree"),
+            Err(error) => panic!("the direct reader accepts a body serde rejects: {error}"),
+        }
+    }
     let Ok(recorded) = raw.decode() else {
         return;
     };

@@ -350,6 +350,22 @@ impl RawEvent {
         }
     }
 
+    /// Decodes the body through the direct reader of posting bodies alone,
+    /// returning `None` where that reader declines the body. Public only
+    /// for the differential fuzz target, which compares it with
+    /// `decode_through_serde`.
+    #[doc(hidden)]
+    pub fn decode_posting_directly(&self) -> Option<RecordedEvent> {
+        posting_body::decode(self)
+    }
+
+    /// Decodes the body through the serde reader alone. Public only for
+    /// the differential fuzz target.
+    #[doc(hidden)]
+    pub fn decode_through_serde(&self) -> Result<RecordedEvent, StoreError> {
+        self.decode_with_serde()
+    }
+
     /// Decodes any body through serde, naming what is wrong with an
     /// invalid one.
     fn decode_with_serde(&self) -> Result<RecordedEvent, StoreError> {
