@@ -314,7 +314,8 @@ mod tests {
         direct
     }
 
-    /// A sealed posting with every optional member, as text.
+    /// Seals a posting with every optional member and returns it with its
+    /// body as text.
     fn full_posting() -> (RawEvent, String) {
         let text = ("req-1".to_string(), Some("ref-1".to_string()), Some("d".to_string()));
         let at = DateTime::from_timestamp_micros(1_714_566_896_123_456).expect("a time");
