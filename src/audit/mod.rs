@@ -107,7 +107,12 @@ fn check_unlocked(db_file: &Path) -> anyhow::Result<()> {
 /// Parses a time argument by the API's rule for `at` and date filters:
 /// RFC 3339 or RFC 2822, with the offset required.
 pub fn parse_time_arg(flag: &'static str, text: &str) -> anyhow::Result<DateTime<Utc>> {
-    crate::api::views::parse_time(flag, text).map_err(|error| anyhow::anyhow!(error.message))
+    crate::api::views::parse_time(flag, text).map_err(|error| {
+        // The API's message would name the flag twice ("invalid --until:
+        // --until must be …"), so print the field's reason and the value.
+        let reason = error.fields.first().map_or(error.message.as_str(), |field| &field.reason);
+        anyhow::anyhow!("{reason}, not {text:?}")
+    })
 }
 
 /// Formats a recorded time as RFC 3339 in UTC with microseconds, the
@@ -160,5 +165,26 @@ impl Write for Output {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time_arg;
+
+    #[test]
+    fn time_arg_accepts_rfc3339() {
+        let time = parse_time_arg("--until", "2026-12-04T16:59:43Z").expect("valid time");
+        assert_eq!(time.to_rfc3339(), "2026-12-04T16:59:43+00:00");
+    }
+
+    #[test]
+    fn time_arg_error_names_flag_once() {
+        let message = parse_time_arg("--until", "yesterday").expect_err("invalid time").to_string();
+        assert_eq!(
+            message,
+            "--until must be an RFC 3339 or RFC 2822 time with an offset, such as \
+             2026-01-31T12:00:00Z, not \"yesterday\""
+        );
     }
 }
