@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,6 +45,30 @@ pub struct ServeConfig {
 /// The event log's directory inside a data directory.
 pub fn log_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("log")
+}
+
+/// Creates the data directory, with its missing parents, readable by its
+/// owner only: the log contains password hashes and SIP digests, and sled
+/// creates its files readable by everyone under the usual umask. Warns
+/// when an existing directory lets other users in.
+fn create_data_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("failed to read the permissions of {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the data directory is open to other users, and its log contains password hashes and SIP digests; run chmod 700 on it"
+        );
+    }
+    Ok(())
 }
 
 /// Writes a new secret file readable by its owner only.
@@ -151,8 +175,7 @@ fn finish_preload(preload: Option<std::thread::JoinHandle<Preloaded>>) -> Preloa
 
 /// Runs the service until SIGTERM or SIGINT.
 pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
+    create_data_dir(&config.data_dir)?;
     let started = std::time::Instant::now();
     let preload = start_preload(&config.data_dir);
     // Open the log before the keys. The log's lock stops a second server on
@@ -224,4 +247,33 @@ async fn run_http(config: ServeConfig, app_state: web::Data<AppState>) -> anyhow
     }
     server.run().await.context("the HTTP server failed")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::metadata(path).expect("the directory exists").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn new_data_dir_is_owner_only() {
+        let parent = tempfile::tempdir().expect("a temporary directory");
+        let data_dir = parent.path().join("outer").join("data");
+        create_data_dir(&data_dir).expect("the data directory is created");
+        assert_eq!(mode_of(&data_dir), 0o700, "the data directory");
+        assert_eq!(mode_of(&parent.path().join("outer")), 0o700, "a created parent");
+    }
+
+    #[test]
+    fn existing_data_dir_keeps_its_mode() {
+        let parent = tempfile::tempdir().expect("a temporary directory");
+        let data_dir = parent.path().join("data");
+        std::fs::create_dir(&data_dir).expect("the directory is created");
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755))
+            .expect("the mode is set");
+        create_data_dir(&data_dir).expect("an existing directory is accepted");
+        assert_eq!(mode_of(&data_dir), 0o755, "the operator's mode is kept");
+    }
 }
