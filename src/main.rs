@@ -103,7 +103,9 @@ enum Commands {
         /// Directory of the event log and the generated keys.
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
-        /// Address and port to listen on; port 0 picks a free port.
+        /// IP address and port to listen on, such as 127.0.0.1:8080 or
+        /// [::1]:8080. A host name is not resolved. Port 0 picks a free
+        /// port.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// SIP domain for requests that name none.
