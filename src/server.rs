@@ -86,43 +86,72 @@ fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 /// Reads a key from the environment, else from its file in the data
-/// directory, else generates it into that file.
+/// directory, else generates it into that file. Returns the key and where
+/// it came from (the variable or the file), for messages.
 fn load_or_create_key(
     env_name: &str,
     path: &Path,
     generate: impl FnOnce() -> String,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, String)> {
     if let Ok(value) = std::env::var(env_name) {
         tracing::info!(source = env_name, "key read from the environment");
         // Surrounding white space is dropped as it is for key files, so a
         // key of only spaces counts as empty.
-        return Ok(value.trim().to_string());
+        return Ok((value.trim().to_string(), env_name.to_string()));
     }
+    let source = path.display().to_string();
     if path.exists() {
-        let value = std::fs::read_to_string(path)
-            .with_context(|| format!("failed to read {}", path.display()))?;
-        tracing::info!(path = %path.display(), "key read from the data directory");
-        return Ok(value.trim().to_string());
+        let value =
+            std::fs::read_to_string(path).with_context(|| format!("failed to read {source}"))?;
+        tracing::info!(path = %source, "key read from the data directory");
+        return Ok((value.trim().to_string(), source));
     }
     let value = generate();
     write_secret_file(path, &value)?;
-    tracing::info!(path = %path.display(), "key generated into the data directory (mode 0600)");
-    Ok(value)
+    tracing::info!(path = %source, "key generated into the data directory (mode 0600)");
+    Ok((value, source))
+}
+
+/// Checks the length of a platform key read from `source`.
+fn check_platform_key(key: &str, source: &str) -> anyhow::Result<()> {
+    if key.chars().count() < PLATFORM_KEY_CHARS_MIN {
+        anyhow::bail!(
+            "the platform key from {source} is too short: it must be at least \
+             {PLATFORM_KEY_CHARS_MIN} characters"
+        );
+    }
+    Ok(())
+}
+
+/// Parses an AES key read from `source`.
+fn parse_aes_key(text: &str, source: &str) -> anyhow::Result<AesKey> {
+    AesKey::from_base64(text).map_err(|error| {
+        anyhow::anyhow!("invalid AES key from {source} (expected base64 of 32 bytes): {error}")
+    })
+}
+
+/// Checks the keys set in the environment before the data directory is
+/// touched, so that a bad one stops the start before sled creates its
+/// files there.
+fn check_keys_in_environment() -> anyhow::Result<()> {
+    if let Ok(value) = std::env::var(PLATFORM_KEY_ENV) {
+        check_platform_key(value.trim(), PLATFORM_KEY_ENV)?;
+    }
+    if let Ok(value) = std::env::var(AES_KEY_ENV) {
+        parse_aes_key(value.trim(), AES_KEY_ENV)?;
+    }
+    Ok(())
 }
 
 /// The platform key's SHA-256 and the AES key.
 fn load_keys(data_dir: &Path) -> anyhow::Result<([u8; 32], AesKey)> {
-    let platform_key =
+    let (platform_key, source) =
         load_or_create_key(PLATFORM_KEY_ENV, &data_dir.join("platform.key"), generate_api_key)?;
-    if platform_key.chars().count() < PLATFORM_KEY_CHARS_MIN {
-        anyhow::bail!("the platform key must be at least {PLATFORM_KEY_CHARS_MIN} characters");
-    }
-    let aes_text = load_or_create_key(AES_KEY_ENV, &data_dir.join("aes.key"), || {
+    check_platform_key(&platform_key, &source)?;
+    let (aes_text, source) = load_or_create_key(AES_KEY_ENV, &data_dir.join("aes.key"), || {
         AesKey::generate().to_base64()
     })?;
-    let aes_key = AesKey::from_base64(&aes_text).map_err(|error| {
-        anyhow::anyhow!("invalid AES key (expected base64 of 32 bytes): {error}")
-    })?;
+    let aes_key = parse_aes_key(&aes_text, &source)?;
     Ok((hash_api_key(&platform_key), aes_key))
 }
 
@@ -175,6 +204,7 @@ fn finish_preload(preload: Option<std::thread::JoinHandle<Preloaded>>) -> Preloa
 
 /// Runs the service until SIGTERM or SIGINT.
 pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    check_keys_in_environment()?;
     create_data_dir(&config.data_dir)?;
     let started = std::time::Instant::now();
     let preload = start_preload(&config.data_dir);
@@ -264,6 +294,23 @@ mod tests {
         create_data_dir(&data_dir).expect("the data directory is created");
         assert_eq!(mode_of(&data_dir), 0o700, "the data directory");
         assert_eq!(mode_of(&parent.path().join("outer")), 0o700, "a created parent");
+    }
+
+    #[test]
+    fn short_platform_key_names_its_source() {
+        let error = check_platform_key("short", PLATFORM_KEY_ENV).expect_err("5 characters");
+        let message = error.to_string();
+        assert!(message.contains(PLATFORM_KEY_ENV), "names the variable: {message}");
+        assert!(message.contains("at least 16 characters"), "gives the minimum: {message}");
+        assert!(check_platform_key("0123456789abcdef", PLATFORM_KEY_ENV).is_ok(), "16 characters");
+    }
+
+    #[test]
+    fn invalid_aes_key_names_its_source() {
+        let error = parse_aes_key("not base64", "/data/aes.key").expect_err("not base64");
+        assert!(error.to_string().contains("/data/aes.key"), "names the file: {error}");
+        let key = AesKey::generate().to_base64();
+        assert!(parse_aes_key(&key, AES_KEY_ENV).is_ok(), "a generated key parses");
     }
 
     #[test]
