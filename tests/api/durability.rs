@@ -283,7 +283,9 @@ async fn blank_platform_key_rejected() {
     let exit = wait_for_exit(child, Duration::from_secs(30));
 
     assert!(!exit.status.success(), "a blank platform key stops the start: {}", exit.stderr);
-    assert!(exit.stderr.contains("platform key must be at least"), "says why: {}", exit.stderr);
+    assert!(exit.stderr.contains("must be at least 16 characters"), "says why: {}", exit.stderr);
+    assert!(exit.stderr.contains("SUBLEDGER_PLATFORM_KEY"), "names the variable: {}", exit.stderr);
+    assert!(!directory.path().join("data").exists(), "nothing is written to the data directory");
 }
 
 /// A finished process's status and standard error.
