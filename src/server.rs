@@ -21,7 +21,7 @@ use crate::api::AppState;
 use crate::crypto::{generate_api_key, hash_api_key, AesKey};
 use crate::ledger::recovery::{log_state_hash, preload_snapshot, recover_with, Preloaded};
 use crate::ledger::{Ledger, WriterConfig};
-use crate::store::{EventStore, SledStore, SnapshotFile};
+use crate::store::{EventStore, IndexReading, SledStore, SnapshotFile};
 
 /// Environment variable with the platform key.
 pub const PLATFORM_KEY_ENV: &str = "SUBLEDGER_PLATFORM_KEY";
@@ -169,7 +169,8 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<SledStore>> {
 /// each takes a few hundred milliseconds. The files are read before the
 /// log's lock is taken, which is safe because they are only read: a server
 /// that holds the lock renames each new snapshot into place whole, and the
-/// open then fails on the lock anyway.
+/// open then fails on the lock anyway. Returns `None` when there is no
+/// snapshot file, or the thread did not start.
 fn start_preload(data_dir: &Path) -> Option<std::thread::JoinHandle<Preloaded>> {
     let files = match SnapshotFile::list(&log_dir(data_dir)) {
         Ok(files) => files,
@@ -178,6 +179,9 @@ fn start_preload(data_dir: &Path) -> Option<std::thread::JoinHandle<Preloaded>> 
             return None;
         }
     };
+    if files.is_empty() {
+        return None;
+    }
     let spawned = std::thread::Builder::new()
         .name("snapshot-load".into())
         .spawn(move || preload_snapshot(files));
@@ -208,19 +212,32 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     create_data_dir(&config.data_dir)?;
     let started = std::time::Instant::now();
     let preload = start_preload(&config.data_dir);
-    // Open the log before the keys. The log's lock stops a second server on
-    // the same directory, and it must stop before it writes a key file there.
-    let store = open_store(&config.data_dir)?;
+    // The open reads the stream index while the snapshot is decoded, or,
+    // with no snapshot to decode, on a thread of its own while the whole
+    // log is replayed. Either way both cores have work.
+    let reading = match preload {
+        Some(_) => IndexReading::AtOpen,
+        None => IndexReading::Background,
+    };
+    let path = log_dir(&config.data_dir);
+    let store = SledStore::open_reading_index(&path, reading)
+        .with_context(|| format!("failed to open the event log in {}", path.display()))?;
+    let store = Arc::new(store);
+    let preloaded = finish_preload(preload);
+    let recovered = recover_with(store.as_ref(), preloaded);
+    let index = store.join_index_read();
     // A log that opens for reading only is for the audit commands. A
-    // service on it would reject every write with 503.
+    // service on it would reject every write with 503. Its reason names
+    // the break, which the rebuild may have failed on as well.
     if let Some(reason) = store.read_only_reason() {
         anyhow::bail!("the event log in {} takes no writes: {reason}", config.data_dir.display());
     }
+    index.with_context(|| format!("failed to read the stream index in {}", path.display()))?;
+    let recovered = recovered.context("failed to rebuild the projections from the log")?;
+    // The keys come after the log, whose lock stops a second server on
+    // the same directory before it writes a key file there, and after the
+    // check above, so that a log that takes no writes gets no key files.
     let (platform_key_sha256, aes_key) = load_keys(&config.data_dir)?;
-
-    let preloaded = finish_preload(preload);
-    let recovered = recover_with(store.as_ref(), preloaded)
-        .context("failed to rebuild the projections from the log")?;
     tracing::info!(
         last_seq = recovered.state.last_seq,
         snapshot_seq = recovered.snapshot_seq,

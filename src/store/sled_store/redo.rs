@@ -69,11 +69,13 @@ impl SledStore {
     /// chain head are in sled already, since sled recovers a prefix of the
     /// inserts, and are skipped.
     pub(super) fn redo(&self, recovered: Recovered) -> StoreResult<()> {
+        let head = self.state().written.seq;
+        if !recovered.records.iter().flatten().any(|event| event.seq > head) {
+            tracing::debug!(generation = recovered.generation, "no journaled events to redo");
+            return Ok(());
+        }
         if let Some(reason) = self.index().broken() {
-            let head = self.state().written.seq;
-            if recovered.records.iter().flatten().any(|event| event.seq > head) {
-                return Err(StoreError::Damaged(reason.to_string()));
-            }
+            return Err(StoreError::Damaged(reason.to_string()));
         }
         let mut state = self.state();
         let sled_head = state.written;

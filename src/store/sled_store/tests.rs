@@ -94,9 +94,15 @@ fn reopen(store: SledStore, path: &Path) -> StoreResult<SledStore> {
 /// of it. sled's background threads can keep its database file, and so
 /// its lock, open for a moment after the store is dropped.
 fn open_unlocked(path: &Path) -> StoreResult<SledStore> {
+    open_unlocked_reading(path, IndexReading::AtOpen)
+}
+
+/// Opens the log like `open_unlocked`, reading the stream index when
+/// `reading` selects.
+fn open_unlocked_reading(path: &Path, reading: IndexReading) -> StoreResult<SledStore> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match SledStore::open(path) {
+        match SledStore::open_reading_index(path, reading) {
             Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
@@ -248,7 +254,8 @@ fn sync_makes_writes_durable() {
 #[test]
 fn switching_files_keeps_batches() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SledStore::open_with_journal(dir.path(), SMALL_JOURNAL_BYTES).expect("open");
+    let store = SledStore::open_with_journal(dir.path(), SMALL_JOURNAL_BYTES, IndexReading::AtOpen)
+        .expect("open");
     let first_generation = store.state().journal.generation();
     let mut source = Source::new();
     let mut head = ChainHead::EMPTY;
@@ -269,7 +276,8 @@ fn switching_files_keeps_batches() {
 #[test]
 fn oversized_batch_durable() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SledStore::open_with_journal(dir.path(), SMALL_JOURNAL_BYTES).expect("open");
+    let store = SledStore::open_with_journal(dir.path(), SMALL_JOURNAL_BYTES, IndexReading::AtOpen)
+        .expect("open");
     let generation = store.state().journal.generation();
     let mut source = Source::new();
     let batch = source.batch(40);
@@ -537,7 +545,8 @@ fn damaged_head_named() {
 #[test]
 fn stream_index_rebuilt_from_events() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SledStore::open_with_journal(dir.path(), SMALL_JOURNAL_BYTES).expect("open");
+    let store = SledStore::open_with_journal(dir.path(), SMALL_JOURNAL_BYTES, IndexReading::AtOpen)
+        .expect("open");
     let (first, second, head) = append_two_streams(&store, 20);
     assert!(store.index_rows.len() > 1, "switching journal files saved rows");
     let first_sequences = store.stream_sequences(first.stream).expect("stream");
@@ -727,4 +736,113 @@ fn snapshots_below_skip_newer() {
 /// Saves `bytes` as snapshot `seq`.
 fn save_bytes(store: &SledStore, seq: u64, bytes: &[u8]) -> StoreResult<u64> {
     store.save_snapshot(seq, &mut |out| out.write_all(bytes))
+}
+
+/// Reopens the log with the stream index read in the background, and
+/// checks that the open took that way.
+fn reopen_in_background(store: SledStore, path: &Path) -> SledStore {
+    drop(store);
+    let store = open_unlocked_reading(path, IndexReading::Background).expect("reopen");
+    assert!(store.index_reading.load(Ordering::Acquire), "the index is read in the background");
+    store
+}
+
+/// The streams of every saved stream index row, which must cover events
+/// 1 to `head` in order.
+fn saved_rows_cover(store: &SledStore, head: ChainHead) {
+    let mut saved = StreamIndex::default();
+    for entry in store.index_rows.iter() {
+        let (key, value) = entry.expect("read a row");
+        saved.load_row(&key, &value).expect("the saved rows are sound");
+    }
+    assert_eq!(saved.last_seq(), head.seq, "the rows cover every event");
+}
+
+#[test]
+fn index_read_in_background_matches() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open_with_journal(dir.path(), SMALL_JOURNAL_BYTES, IndexReading::AtOpen)
+        .expect("open");
+    let (first, second, head) = append_two_streams(&store, 20);
+    let first_sequences = store.stream_sequences(first.stream).expect("stream");
+    let second_sequences = store.stream_sequences(second.stream).expect("stream");
+
+    // Without the newest row, as after a crash, the read in the background
+    // reads those events and the join saves their row.
+    let (last_key, _) = store.index_rows.last().expect("read").expect("a row");
+    store.index_rows.remove(last_key).expect("remove the newest row");
+    store.index_mut().mark_saved();
+    let store = reopen_in_background(store, dir.path());
+    assert_eq!(store.head(), head, "the head is known before the index");
+    assert_eq!(store.read_raw(1).expect("read").map(|raw| raw.seq), Some(1));
+    store.join_index_read().expect("the read succeeds");
+    assert!(!store.index_reading.load(Ordering::Acquire), "the read is joined");
+    store.join_index_read().expect("a second join returns at once");
+    assert_eq!(store.read_only_reason(), None);
+    assert_eq!(store.stream_sequences(first.stream).expect("stream"), first_sequences);
+    assert_eq!(store.stream_sequences(second.stream).expect("stream"), second_sequences);
+    saved_rows_cover(&store, head);
+
+    // A stream read without a join waits for the read.
+    let store = reopen_in_background(store, dir.path());
+    assert_eq!(store.stream_sequences(second.stream).expect("stream"), second_sequences);
+    assert!(!store.index_reading.load(Ordering::Acquire), "the stream read joined it");
+}
+
+#[test]
+fn write_waits_for_background_read() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let (_, second, head) = append_two_streams(&store, 10);
+
+    let store = reopen_in_background(store, dir.path());
+    // An empty index would take version 1 of the stream.
+    let mut stale = Source { stream: second.stream, next_seq: head.seq + 1, next_version: 1 };
+    let conflict = store.write(&stale.batch(1)).expect_err("version 1 exists");
+    assert!(matches!(conflict, StoreError::VersionConflict { .. }), "{conflict}");
+
+    let store = reopen_in_background(store, dir.path());
+    let mut next = Source { stream: second.stream, next_seq: head.seq + 1, next_version: 11 };
+    let head = store.append(&next.batch(1)).expect("the next version of the stream");
+    assert_eq!(store.stream_sequences(second.stream).expect("stream").len(), 11);
+
+    // A store dropped without any use of its index still saves its rows.
+    store.index_rows.clear().expect("clear the rows");
+    store.index_mut().mark_saved();
+    let store = reopen_in_background(store, dir.path());
+    drop(store);
+    let store = open_unlocked(dir.path()).expect("reopen");
+    saved_rows_cover(&store, head);
+}
+
+#[test]
+fn broken_event_found_in_background() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = two_streams_closed(dir.path(), true);
+    store.events.remove(seq_key(3)).expect("remove event 3");
+    let store = reopen_in_background(store, dir.path());
+    store.join_index_read().expect("a break is no failed read");
+    let reason = store.read_only_reason().expect("the log takes no writes");
+    assert!(reason.contains("past event 2"), "names the break: {reason}");
+    let rejected = store.stream_sequences(Sid::generate(SidKind::Account));
+    let message = rejected.expect_err("no stream reads past a break").to_string();
+    assert!(message.contains("subledger verify"), "names the command to run: {message}");
+    let mut next = Source::new();
+    next.next_seq = 7;
+    let rejected = store.write(&next.batch(1)).expect_err("no writes past a break");
+    assert!(rejected.to_string().contains("no more writes"), "{rejected}");
+}
+
+#[test]
+fn redo_reads_index_at_open() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    let mut source = Source::new();
+    let journaled_head = journaled_past_head(&store, &mut source, 1);
+    drop(store);
+    let store = open_unlocked_reading(dir.path(), IndexReading::Background).expect("reopen");
+    assert!(!store.index_reading.load(Ordering::Acquire), "a redo reads the index at open");
+    assert_eq!(store.head(), journaled_head, "head with the journaled batch");
+    let sequences = store.stream_sequences(source.stream).expect("stream");
+    assert_eq!(sequences, vec![1, 2, 3, 4, 5], "the stream index has the whole batch");
 }
