@@ -44,6 +44,8 @@ use crate::domain::ids::{Sid, SidBits, SidKind};
 use crate::domain::money::{checked_add, Currency};
 use crate::domain::text::fold_name;
 use crate::store::RecordedEvent;
+use parallel::{run_jobs, Job};
+use sorted_run::StagedView;
 
 pub use bulk::BulkFold;
 pub use keys::{LedgerAccount, ReferenceKey};
@@ -581,8 +583,12 @@ impl State {
     /// Moves the views other than the posting indexes into sorted runs, the
     /// form that a snapshot start gives them, which takes less than half the
     /// memory of an `OrdMap` (see `sorted_run`).
+    ///
+    /// The views are compacted on every core (`run_jobs`). A full replay
+    /// compacts them before a run of postings, while its reading thread
+    /// waits for the fold with the second core idle.
     pub fn compact_views(&mut self) {
-        for_each_view!(self, compact);
+        run_jobs(self.staged_views().map(|view| Box::new(|| view.compact()) as Job<'_, ()>).into());
     }
 
     /// Keeps the changes to the views of `compact_views` in hash maps until
@@ -591,10 +597,26 @@ impl State {
         for_each_view!(self, stage);
     }
 
-    /// Compacts the views of `compact_views` and stages their changes no
-    /// more.
+    /// Compacts the views of `compact_views`, on every core, and stages
+    /// their changes no more.
     fn unstage_views(&mut self) {
-        for_each_view!(self, unstage);
+        run_jobs(self.staged_views().map(|view| Box::new(|| view.unstage()) as Job<'_, ()>).into());
+    }
+
+    /// Returns the views of `compact_views`, those with the slowest keys
+    /// to sort first, so that `run_jobs` spreads them best.
+    fn staged_views(&mut self) -> [&mut (dyn StagedView + Send); 9] {
+        [
+            &mut self.sip_names,
+            &mut self.logins,
+            &mut self.stream_versions,
+            &mut self.accounts,
+            &mut self.sip_aliases,
+            &mut self.sip_accounts,
+            &mut self.account_sip_history,
+            &mut self.account_sip_accounts,
+            &mut self.ledger_balances,
+        ]
     }
 
     /// Finds the posting at `position` in `transaction_order`, as a

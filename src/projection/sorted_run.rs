@@ -462,6 +462,26 @@ fn merge_changes<'a, K: Ord + Clone + 'a, V: Clone + 'a>(
     merged
 }
 
+/// A `SortedRunMap` of any key and value types, so that maps of several
+/// types can be compacted from one list.
+pub trait StagedView {
+    /// Merges the staged changes into the run (`SortedRunMap::compact`).
+    fn compact(&mut self);
+    /// Compacts the map and stages its changes no more
+    /// (`SortedRunMap::unstage`).
+    fn unstage(&mut self);
+}
+
+impl<K: Ord + Hash + Clone, V: Clone> StagedView for SortedRunMap<K, V> {
+    fn compact(&mut self) {
+        SortedRunMap::compact(self);
+    }
+
+    fn unstage(&mut self) {
+        SortedRunMap::unstage(self);
+    }
+}
+
 impl<K: Clone, V: Clone> Default for SortedRunMap<K, V> {
     fn default() -> SortedRunMap<K, V> {
         SortedRunMap {
