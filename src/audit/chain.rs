@@ -134,7 +134,7 @@ mod tests {
         for seq in 1..=count {
             let body = seq.to_string().into_bytes();
             let hash = chain_hash(&prev_hash, &body);
-            events.push(RawEvent { seq, prev_hash, hash, body });
+            events.push(RawEvent { seq, prev_hash, hash, body: body.into() });
             prev_hash = hash;
         }
         events
@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn altered_body_breaks_at_its_event() {
         let mut events = chain(3);
-        events[1].body = b"two".to_vec();
+        events[1].body = b"two".to_vec().into();
         let found = first_break(events).expect("a break");
         assert_eq!(found.seq, 2, "the altered event");
         assert!(found.reason.contains("SHA-256"), "names the hash: {}", found.reason);

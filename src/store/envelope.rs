@@ -60,7 +60,9 @@ pub struct RawEvent {
     pub seq: u64,
     pub prev_hash: [u8; 32],
     pub hash: [u8; 32],
-    pub body: Vec<u8>,
+    /// The body's bytes. Read from sled, a slice of the buffer that sled
+    /// read the value into, so that reading an event copies no body.
+    pub body: sled::IVec,
 }
 
 #[derive(Serialize)]
@@ -318,21 +320,37 @@ pub fn seal(pending: &PendingEvent, prev_hash: &[u8; 32]) -> (Vec<u8>, [u8; 32])
     (value, hash)
 }
 
+/// Checks a stored value's header and returns its `prev_hash` and hash.
+fn split_header(seq: u64, value: &[u8]) -> Result<([u8; 32], [u8; 32]), StoreError> {
+    if value.len() < HEADER_BYTES {
+        return Err(StoreError::corrupt(seq, "stored event is shorter than its header"));
+    }
+    if value[0] != FORMAT_V1 {
+        let reason = format!("unknown event format byte {}", value[0]);
+        return Err(StoreError::corrupt(seq, reason));
+    }
+    let mut prev_hash = [0; 32];
+    prev_hash.copy_from_slice(&value[1..1 + HASH_BYTES]);
+    let mut hash = [0; 32];
+    hash.copy_from_slice(&value[1 + HASH_BYTES..HEADER_BYTES]);
+    Ok((prev_hash, hash))
+}
+
 impl RawEvent {
-    /// Splits a stored value read under key `seq`.
+    /// Splits a stored value read under key `seq`, copying its body.
     pub fn from_stored(seq: u64, value: &[u8]) -> Result<RawEvent, StoreError> {
-        if value.len() < HEADER_BYTES {
-            return Err(StoreError::corrupt(seq, "stored event is shorter than its header"));
-        }
-        if value[0] != FORMAT_V1 {
-            let reason = format!("unknown event format byte {}", value[0]);
-            return Err(StoreError::corrupt(seq, reason));
-        }
-        let mut prev_hash = [0; 32];
-        prev_hash.copy_from_slice(&value[1..1 + HASH_BYTES]);
-        let mut hash = [0; 32];
-        hash.copy_from_slice(&value[1 + HASH_BYTES..HEADER_BYTES]);
-        let body = value[HEADER_BYTES..].to_vec();
+        let (prev_hash, hash) = split_header(seq, value)?;
+        let body = sled::IVec::from(&value[HEADER_BYTES..]);
+        Ok(RawEvent { seq, prev_hash, hash, body })
+    }
+
+    /// Splits a value that sled read under key `seq`. The body shares the
+    /// value's buffer: a full replay reads about 800 MB of bodies for
+    /// 1,300,001 events, and copying each took an allocation and a copy on
+    /// the reading thread.
+    pub fn from_sled(seq: u64, value: &sled::IVec) -> Result<RawEvent, StoreError> {
+        let (prev_hash, hash) = split_header(seq, value)?;
+        let body = value.subslice(HEADER_BYTES, value.len() - HEADER_BYTES);
         Ok(RawEvent { seq, prev_hash, hash, body })
     }
 
@@ -475,7 +493,12 @@ mod tests {
     }
 
     fn raw_with_body(body: Vec<u8>) -> RawEvent {
-        RawEvent { seq: 7, prev_hash: GENESIS_HASH, hash: chain_hash(&GENESIS_HASH, &body), body }
+        RawEvent {
+            seq: 7,
+            prev_hash: GENESIS_HASH,
+            hash: chain_hash(&GENESIS_HASH, &body),
+            body: body.into(),
+        }
     }
 
     #[test]
@@ -490,6 +513,27 @@ mod tests {
         assert_eq!(recorded.stream, pending.stream, "stream");
         assert_eq!(recorded.version, pending.version, "version");
         assert_eq!(recorded.hash, hash, "hash");
+    }
+
+    #[test]
+    fn sled_value_splits_in_place() {
+        let (value, _) = seal(&posting(), &GENESIS_HASH);
+        let stored = RawEvent::from_stored(7, &value).unwrap();
+        let value = sled::IVec::from(value);
+        let shared = RawEvent::from_sled(7, &value).unwrap();
+        assert_eq!(shared.body, stored.body, "body");
+        assert_eq!(shared.prev_hash, stored.prev_hash, "prev_hash");
+        assert_eq!(shared.hash, stored.hash, "hash");
+        let body_start = value.as_ptr().wrapping_add(HEADER_BYTES);
+        assert_eq!(shared.body.as_ptr(), body_start, "the body is not copied");
+
+        let short = sled::IVec::from(&value[..HEADER_BYTES - 1]);
+        let error = RawEvent::from_sled(7, &short).unwrap_err().to_string();
+        assert!(error.contains("shorter than its header"), "{error}");
+        let mut other_format = value.to_vec();
+        other_format[0] = FORMAT_V1 + 1;
+        let error = RawEvent::from_sled(7, &other_format.into()).unwrap_err().to_string();
+        assert!(error.contains("unknown event format byte"), "{error}");
     }
 
     #[test]

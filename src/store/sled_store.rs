@@ -526,7 +526,7 @@ impl SledStore {
         };
         let seq = read_u64(&last.0)
             .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
-        let raw = RawEvent::from_stored(seq, &last.1)?;
+        let raw = RawEvent::from_sled(seq, &last.1)?;
         let head = ChainHead { seq, hash: raw.hash };
         let recorded = meta.get(META_HEAD)?.and_then(|value| decode_head(&value));
         if recorded != Some(head) {
@@ -741,7 +741,7 @@ impl EventStore for SledStore {
                 let (key, value) = entry?;
                 let seq = read_u64(&key)
                     .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
-                RawEvent::from_stored(seq, &value).map(Some)
+                RawEvent::from_sled(seq, &value).map(Some)
             })
             .transpose()?;
             failed = matches!(item, Err(StoreError::Damaged(_) | StoreError::Engine(_)));
@@ -761,7 +761,7 @@ impl EventStore for SledStore {
     fn read_raw(&self, seq: u64) -> StoreResult<Option<RawEvent>> {
         guard_read("the events tree", || match self.events.get(seq_key(seq))? {
             None => Ok(None),
-            Some(value) => RawEvent::from_stored(seq, &value).map(Some),
+            Some(value) => RawEvent::from_sled(seq, &value).map(Some),
         })
     }
 
@@ -888,7 +888,7 @@ fn read_index(
         let indexed = if seq != index.last_seq() + 1 {
             Err(format!("event {} is missing", index.last_seq() + 1))
         } else {
-            RawEvent::from_stored(seq, &value)
+            RawEvent::from_sled(seq, &value)
                 .and_then(|raw| raw.decode())
                 .map_err(|error| error.to_string())
                 .and_then(|recorded| index.push(seq, recorded.stream, recorded.version))

@@ -945,7 +945,7 @@ fn read_log(server: &Server) -> Vec<(Event, Vec<u8>)> {
         .map(|raw| {
             let raw = raw.expect("read a stored event");
             let recorded = raw.decode().expect("decode a stored event");
-            (recorded.event, raw.body)
+            (recorded.event, raw.body.to_vec())
         })
         .collect();
     events

@@ -299,7 +299,7 @@ mod tests {
 
     /// Returns `raw` with `body` in place of its body.
     fn with_body(raw: &RawEvent, body: Vec<u8>) -> RawEvent {
-        RawEvent { body, ..raw.clone() }
+        RawEvent { body: body.into(), ..raw.clone() }
     }
 
     /// Returns the direct reader's result, after checking that it is
@@ -320,7 +320,7 @@ mod tests {
         let text = ("req-1".to_string(), Some("ref-1".to_string()), Some("d".to_string()));
         let at = DateTime::from_timestamp_micros(1_714_566_896_123_456).expect("a time");
         let raw = stored(7, &pending(false, text, Decimal::new(1250, 2), at));
-        let body = String::from_utf8(raw.body.clone()).expect("a body is UTF-8");
+        let body = String::from_utf8(raw.body.to_vec()).expect("a body is UTF-8");
         (raw, body)
     }
 
@@ -516,7 +516,7 @@ mod tests {
             seq: 1,
             prev_hash: GENESIS_HASH,
             hash: GENESIS_HASH,
-            body: br#"{"seq":1,"stream":"DV000000000000000000000000000000de","version":1,"type":"DeveloperCreated","schema":1,"recorded_at":"2024-05-01T12:34:56.123456Z","actor":"platform","request_id":"r","data":{"sid":"DV000000000000000000000000000000de","name":"n","api_key_sha256":"00"}}"#.to_vec(),
+            body: br#"{"seq":1,"stream":"DV000000000000000000000000000000de","version":1,"type":"DeveloperCreated","schema":1,"recorded_at":"2024-05-01T12:34:56.123456Z","actor":"platform","request_id":"r","data":{"sid":"DV000000000000000000000000000000de","name":"n","api_key_sha256":"00"}}"#.to_vec().into(),
         };
         assert!(decode(&raw).is_none(), "a developer's creation");
     }

@@ -32,7 +32,7 @@ impl SledStore {
             let (key, value) = entry?;
             let seq = read_u64(&key)
                 .ok_or_else(|| StoreError::Damaged("event key is not 8 bytes".into()))?;
-            let raw = RawEvent::from_stored(seq, &value)?;
+            let raw = RawEvent::from_sled(seq, &value)?;
             let chains = match previous {
                 None if seq == head.seq + 1 => raw.prev_hash == head.hash,
                 None => true,
