@@ -438,6 +438,10 @@ impl SledStore {
             "read the stream index on a thread of its own"
         );
         result?;
+        // Writes may start once the read is installed. `save_index` marks
+        // every event in the index saved, so it runs under the write lock,
+        // or the events of a concurrent write would get no row.
+        let _writes = self.state();
         guard_read("the stream index", || self.save_index())
     }
 
@@ -476,7 +480,9 @@ impl SledStore {
 
     /// Inserts the stream index rows of the events not yet in one. They
     /// follow their events in sled's order, so sled's recovery of a prefix
-    /// never keeps a row without its events.
+    /// never keeps a row without its events. The caller holds the write
+    /// lock or has the store to itself: events added between the encoding
+    /// of the rows and `mark_saved` would get no row.
     fn save_index(&self) -> StoreResult<()> {
         let rows = self.index().unsaved_rows();
         if rows.is_empty() {
