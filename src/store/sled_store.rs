@@ -316,8 +316,10 @@ impl SledStore {
         if !store.index_reading.load(Ordering::Acquire) {
             store.save_index()?;
         }
-        // A log that opens for reading only keeps its format.
-        let writable = store.read_only_reason().is_none();
+        // A log that opens for reading only keeps its format. A read in the
+        // background may find a break later, but it runs only on a log of
+        // format 3 without a `streams` tree, which needs no change here.
+        let writable = store.state().failure.is_none();
         if legacy && writable {
             store.meta.insert(META_FORMAT, FORMAT_NAME)?;
         }
@@ -514,8 +516,10 @@ impl SledStore {
     }
 
     /// Returns why the store takes no writes, if it takes none: after an
-    /// open, because the stream index stops at a break in the events.
+    /// open, because the stream index stops at a break in the events. Waits
+    /// for a read of the index in the background, which may find one.
     pub fn read_only_reason(&self) -> Option<String> {
+        self.wait_for_index();
         self.state().failure.clone()
     }
 

@@ -821,9 +821,12 @@ fn broken_event_found_in_background() {
     let store = two_streams_closed(dir.path(), true);
     store.events.remove(seq_key(3)).expect("remove event 3");
     let store = reopen_in_background(store, dir.path());
+    let reason = store.read_only_reason().expect("the reason waits for the read");
+    assert!(reason.contains("past event 2"), "names the break: {reason}");
+    assert!(!store.index_reading.load(Ordering::Acquire), "the reason joined the read");
     store.join_index_read().expect("a break is no failed read");
     let reason = store.read_only_reason().expect("the log takes no writes");
-    assert!(reason.contains("past event 2"), "names the break: {reason}");
+    assert!(reason.contains("past event 2"), "names the break after the join: {reason}");
     let rejected = store.stream_sequences(Sid::generate(SidKind::Account));
     let message = rejected.expect_err("no stream reads past a break").to_string();
     assert!(message.contains("subledger verify"), "names the command to run: {message}");
