@@ -899,3 +899,27 @@ fn write_during_join() {
     store.save_index().expect("save the rows");
     saved_rows_cover(&store, head);
 }
+
+#[test]
+fn older_format_read_at_open() {
+    for format in [FORMAT_NAME_V2, FORMAT_NAME] {
+        // FORMAT_NAME with a `streams` tree is a conversion that a crash
+        // cut short before the tree was dropped.
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SledStore::open(dir.path()).expect("open");
+        let (first, _, head) = append_two_streams(&store, 4);
+        let first_sequences = store.stream_sequences(first.stream).expect("stream");
+        make_legacy(&store, format);
+        drop(store);
+
+        let store = open_unlocked_reading(dir.path(), IndexReading::Background).expect("reopen");
+        assert!(!store.index_reading.load(Ordering::Acquire), "a conversion reads at open");
+        assert_eq!(store.head(), head, "head kept");
+        let format = store.meta.get(META_FORMAT).expect("read the format").expect("a format");
+        assert_eq!(format.as_ref(), FORMAT_NAME, "the format is version 3");
+        let names = store.db.tree_names();
+        assert!(!names.iter().any(|name| name == LEGACY_STREAMS_TREE), "streams tree dropped");
+        assert_eq!(store.index_rows.len(), 1, "the index is saved at open");
+        assert_eq!(store.stream_sequences(first.stream).expect("stream"), first_sequences);
+    }
+}
