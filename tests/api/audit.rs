@@ -204,10 +204,13 @@ async fn verify_names_tampered_event() {
     });
     assert_verify_names_gap(&pristine, "a gap after a crash");
 
-    // The service exits at start on it, with the reason.
+    // The service exits at start on it, with the reason, and writes no
+    // key file into the directory of a log that takes no writes.
     let stderr = serve_until_exit(&pristine);
     assert!(stderr.contains("takes no writes"), "names the missing writes: {stderr}");
     assert!(stderr.contains("subledger verify"), "names the command to run: {stderr}");
+    assert!(!pristine.join("platform.key").exists(), "no platform key file");
+    assert!(!pristine.join("aes.key").exists(), "no AES key file");
 }
 
 /// Opens the log of a stopped service's `data_dir` with sled itself, lets
