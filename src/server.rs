@@ -225,14 +225,17 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = Arc::new(store);
     let preloaded = finish_preload(preload);
     let recovered = recover_with(store.as_ref(), preloaded);
-    let index = store.join_index_read();
+    // A read that failed leaves the log taking no writes too, so its own
+    // error comes first.
+    store
+        .join_index_read()
+        .with_context(|| format!("failed to read the stream index in {}", path.display()))?;
     // A log that opens for reading only is for the audit commands. A
     // service on it would reject every write with 503. Its reason names
     // the break, which the rebuild may have failed on as well.
     if let Some(reason) = store.read_only_reason() {
         anyhow::bail!("the event log in {} takes no writes: {reason}", config.data_dir.display());
     }
-    index.with_context(|| format!("failed to read the stream index in {}", path.display()))?;
     let recovered = recovered.context("failed to rebuild the projections from the log")?;
     // The keys come after the log, whose lock stops a second server on
     // the same directory before it writes a key file there, and after the
