@@ -643,16 +643,22 @@ fn broken_event_leaves_log_readable() {
             if !crashed {
                 continue;
             }
-            let rejected = store.stream_sequences(Sid::generate(SidKind::Account));
-            let message = rejected.expect_err("no stream reads past a break").to_string();
-            assert!(message.contains("past event 2"), "names the break: {message}");
-            assert!(message.contains("subledger verify"), "names the command to run: {message}");
-            let mut next = Source::new();
-            next.next_seq = 7;
-            let rejected = store.write(&next.batch(1)).expect_err("no writes past a break");
-            assert!(rejected.to_string().contains("no more writes"), "{rejected}");
+            assert_closed_past_break(&store);
         }
     }
+}
+
+/// Checks that a log of `two_streams_closed` whose stream index stops at
+/// a break after event 2 rejects stream reads and writes.
+fn assert_closed_past_break(store: &SledStore) {
+    let rejected = store.stream_sequences(Sid::generate(SidKind::Account));
+    let message = rejected.expect_err("no stream reads past a break").to_string();
+    assert!(message.contains("past event 2"), "names the break: {message}");
+    assert!(message.contains("subledger verify"), "names the command to run: {message}");
+    let mut next = Source::new();
+    next.next_seq = 7;
+    let rejected = store.write(&next.batch(1)).expect_err("no writes past a break");
+    assert!(rejected.to_string().contains("no more writes"), "{rejected}");
 }
 
 #[test]
@@ -827,13 +833,7 @@ fn broken_event_found_in_background() {
     store.join_index_read().expect("a break is no failed read");
     let reason = store.read_only_reason().expect("the log takes no writes");
     assert!(reason.contains("past event 2"), "names the break after the join: {reason}");
-    let rejected = store.stream_sequences(Sid::generate(SidKind::Account));
-    let message = rejected.expect_err("no stream reads past a break").to_string();
-    assert!(message.contains("subledger verify"), "names the command to run: {message}");
-    let mut next = Source::new();
-    next.next_seq = 7;
-    let rejected = store.write(&next.batch(1)).expect_err("no writes past a break");
-    assert!(rejected.to_string().contains("no more writes"), "{rejected}");
+    assert_closed_past_break(&store);
 }
 
 #[test]
