@@ -9,29 +9,36 @@
 //! ```
 //!
 //! Run it on a stopped server's directory (sled locks the log), or on a
-//! copy: opening a log with sled may rewrite sled's own metadata files.
+//! copy: opening a log with sled may rewrite sled's own metadata files. It
+//! creates no log, and a directory that is not one is an error. It reads
+//! the events in sled and not the journal, so after a crash (SIGKILL, power
+//! loss) it may count fewer events than the log has. A start of the server
+//! or `subledger verify` redoes the missing batches from the journal first.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use subledger::store::SLED_CACHE_BYTES;
+use subledger::store::SledStore;
 
 fn main() -> anyhow::Result<()> {
     let path = std::env::args()
         .nth(1)
         .context("missing argument: the log directory (usage: log_read DATA_DIR/log)")?;
-    // sled creates a new database wherever it is pointed.
-    if !std::path::Path::new(&path).join("db").is_file() {
-        anyhow::bail!("{path} is not a sled log: its db file is missing");
+    let path = Path::new(&path);
+    if !path.is_dir() {
+        anyhow::bail!("{} is not a directory (usage: log_read DATA_DIR/log)", path.display());
+    }
+    if path.join("log").join("db").is_file() {
+        anyhow::bail!(
+            "{} is a data directory. Pass its log directory, {}, instead",
+            path.display(),
+            path.join("log").display()
+        );
     }
     let started = Instant::now();
-    let db = sled::Config::new()
-        .path(&path)
-        .mode(sled::Mode::HighThroughput)
-        .cache_capacity(SLED_CACHE_BYTES)
-        .open()
-        .with_context(|| format!("failed to open the sled log in {path}"))?;
-    let events = db.open_tree("events")?;
+    let events = SledStore::open_events_tree(path)
+        .with_context(|| format!("failed to open the sled log in {}", path.display()))?;
     let opened = started.elapsed();
 
     let started = Instant::now();

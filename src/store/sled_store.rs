@@ -179,6 +179,25 @@ fn is_locked(db_file: &Path) -> bool {
     matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
+/// Opens sled's database in `path` with the store's settings. A locked
+/// database is `Locked`, and one that sled fails or panics on is `Damaged`.
+fn open_sled(path: &Path) -> StoreResult<sled::Db> {
+    let config = sled::Config::new()
+        .path(path)
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(SLED_CACHE_BYTES);
+    let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(error)) if is_locked(&path.join("db")) => {
+            tracing::debug!(%error, "sled could not open a locked log");
+            Err(StoreError::Locked(path.to_path_buf()))
+        }
+        Ok(Err(error)) => Err(StoreError::Damaged(error.to_string())),
+        Err(_) => Err(StoreError::Damaged("sled panicked while opening".into())),
+    }
+}
+
 fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
@@ -213,6 +232,35 @@ impl SledStore {
         Self::open_with_journal(path, JOURNAL_BYTES, IndexReading::AtOpen)
     }
 
+    /// Opens the `events` tree of an existing log with the store's sled
+    /// settings, for a read of sled alone (`examples/log_read.rs`). Unlike
+    /// `open`, it creates no log and repairs nothing. A directory without
+    /// sled's `db` and `conf` files, or a database without an `events`
+    /// tree, is an error. sled itself may still write to its `db` and
+    /// `snap.*` files, as any open of sled does. The tree contains only
+    /// the events in sled. After a crash, the last acknowledged batches may
+    /// be in the journal alone until the next `open` redoes them.
+    pub fn open_events_tree(path: &Path) -> StoreResult<sled::Tree> {
+        for file in ["db", "conf"] {
+            if !path.join(file).is_file() {
+                return Err(StoreError::Damaged(format!(
+                    "the {file} file is missing from {}, so it is no sled database",
+                    path.display()
+                )));
+            }
+        }
+        let db = open_sled(path)?;
+        // `open_tree` creates a tree that is missing, so the name is
+        // looked up first.
+        if !db.tree_names().iter().any(|name| name == b"events") {
+            return Err(StoreError::Damaged(format!(
+                "the events tree is missing from the sled database in {}, so it is no subledger log",
+                path.display()
+            )));
+        }
+        guard_read("the events tree", || Ok(db.open_tree("events")?))
+    }
+
     /// Opens the log like `open`, reading the stream index when `reading`
     /// selects.
     pub fn open_reading_index(path: &Path, reading: IndexReading) -> StoreResult<SledStore> {
@@ -236,20 +284,7 @@ impl SledStore {
                     .into(),
             ));
         }
-        let config = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(SLED_CACHE_BYTES);
-        let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(error)) if is_locked(&path.join("db")) => {
-                tracing::debug!(%error, "sled could not open a locked log");
-                return Err(StoreError::Locked(path.to_path_buf()));
-            }
-            Ok(Err(error)) => return Err(StoreError::Damaged(error.to_string())),
-            Err(_) => return Err(StoreError::Damaged("sled panicked while opening".into())),
-        };
+        let db = open_sled(path)?;
         let opened = guard_read("the log's metadata", || {
             let events = db.open_tree("events")?;
             let index_rows = db.open_tree(STREAM_INDEX_TREE)?;

@@ -1,7 +1,7 @@
 //! Unit tests of the sled log's journal: redo at open, removal of an
 //! unfinished write, torn and stale records, chain checks, and switching
 //! between the journal files. Also the store's snapshot methods over the
-//! snapshot files.
+//! snapshot files, and `open_events_tree` on logs and on other directories.
 //!
 //! sled flushes everything when a store is dropped, so a batch that sled
 //! lost in a crash is simulated by a record written to the journal alone.
@@ -922,4 +922,92 @@ fn older_format_read_at_open() {
         assert_eq!(store.index_rows.len(), 1, "the index is saved at open");
         assert_eq!(store.stream_sequences(first.stream).expect("stream"), first_sequences);
     }
+}
+
+/// Opens the `events` tree once the previous `SledStore` in this process
+/// has let go of the log, as `open_unlocked` does.
+fn open_events_tree_unlocked(path: &Path) -> StoreResult<sled::Tree> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match SledStore::open_events_tree(path) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn tree_damage_message(result: StoreResult<sled::Tree>) -> String {
+    match result {
+        Err(StoreError::Damaged(message)) => message,
+        Err(other) => panic!("expected Damaged, got {other}"),
+        Ok(_) => panic!("expected Damaged, the events tree opened"),
+    }
+}
+
+#[test]
+fn events_tree_of_stopped_log() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SledStore::open(dir.path()).expect("open");
+    store.append(&Source::new().batch(3)).expect("append");
+    drop(store);
+
+    let events = open_events_tree_unlocked(dir.path()).expect("the events tree opens");
+    assert_eq!(events.len(), 3, "every event is in the tree");
+}
+
+#[test]
+fn events_tree_of_open_log_locked() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let _store = SledStore::open(dir.path()).expect("open");
+    match SledStore::open_events_tree(dir.path()) {
+        Err(StoreError::Locked(path)) => assert_eq!(path, dir.path(), "names the log"),
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("expected Locked, the events tree opened"),
+    }
+}
+
+#[test]
+fn events_tree_of_missing_directory() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let missing = dir.path().join("data").join("log");
+    let message = tree_damage_message(SledStore::open_events_tree(&missing));
+    assert!(message.contains("db file is missing"), "names the missing db file: {message}");
+    assert!(!dir.path().join("data").exists(), "no directory is created");
+}
+
+#[test]
+fn events_tree_of_foreign_db_file() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::write(dir.path().join("db"), b"hello").expect("write a foreign db file");
+    let message = tree_damage_message(SledStore::open_events_tree(dir.path()));
+    assert!(message.contains("conf file is missing"), "names the missing conf file: {message}");
+    let db_bytes = std::fs::read(dir.path().join("db")).expect("read the db file");
+    assert_eq!(db_bytes, b"hello", "the foreign file is left as it was");
+    assert!(!dir.path().join("conf").exists(), "no conf file is created");
+}
+
+#[test]
+fn events_tree_of_other_sled_database() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db = sled::open(dir.path()).expect("a sled database");
+    db.open_tree("other").expect("a tree").insert("key", "value").expect("insert");
+    db.flush().expect("flush");
+    drop(db);
+
+    let message = tree_damage_message(open_events_tree_unlocked(dir.path()));
+    assert!(message.contains("events tree is missing"), "names the missing tree: {message}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let db = loop {
+        match sled::open(dir.path()) {
+            Ok(db) => break db,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(error) => panic!("the sled database does not open again: {error}"),
+        }
+    };
+    let created = db.tree_names().iter().any(|name| name == b"events");
+    assert!(!created, "no events tree is created");
 }
