@@ -19,7 +19,9 @@ use crate::api::metrics::HttpMetrics;
 use crate::api::params::BODY_BYTES_MAX;
 use crate::api::AppState;
 use crate::crypto::{generate_api_key, hash_api_key, AesKey};
-use crate::ledger::recovery::{log_state_hash, preload_snapshot, recover_with, Preloaded};
+use crate::ledger::recovery::{
+    log_state_hash, preload_snapshot, recover_with, Preloaded, Recovered,
+};
 use crate::ledger::{Ledger, WriterConfig};
 use crate::store::{EventStore, IndexReading, SledStore, SnapshotFile};
 
@@ -241,13 +243,7 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // the same directory before it writes a key file there, and after the
     // check above, so that a log that takes no writes gets no key files.
     let (platform_key_sha256, aes_key) = load_keys(&config.data_dir)?;
-    tracing::info!(
-        last_seq = recovered.state.last_seq,
-        snapshot_seq = recovered.snapshot_seq,
-        replayed_events = recovered.replayed_events,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "projections rebuilt"
-    );
+    log_recovered(&recovered, started.elapsed());
     log_state_hash(recovered.state.clone());
 
     let writer_config = WriterConfig { snapshot_interval_events: config.snapshot_interval_events };
@@ -276,6 +272,30 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     result
+}
+
+/// Logs how the start rebuilt the projections. Both messages begin with
+/// "projections rebuilt", and only a start from a snapshot has the field
+/// `snapshot_seq`.
+fn log_recovered(recovered: &Recovered, elapsed: std::time::Duration) {
+    let last_seq = recovered.state.last_seq;
+    let replayed_events = recovered.replayed_events;
+    let elapsed_ms = elapsed.as_millis() as u64;
+    match recovered.snapshot_seq {
+        Some(snapshot_seq) => tracing::info!(
+            last_seq,
+            snapshot_seq,
+            replayed_events,
+            elapsed_ms,
+            "projections rebuilt from a projection snapshot and the events after it"
+        ),
+        None => tracing::info!(
+            last_seq,
+            replayed_events,
+            elapsed_ms,
+            "projections rebuilt by a full replay of the log, because no projection snapshot was usable"
+        ),
+    }
 }
 
 async fn run_http(config: ServeConfig, app_state: web::Data<AppState>) -> anyhow::Result<()> {

@@ -533,6 +533,7 @@ async fn snapshot_start_matches_full_replay() {
     let mut server = server.restart_and_wait().await;
     let line = rebuilt_line(&server.logs());
     assert_eq!(log_field(&line, "snapshot_seq").as_deref(), Some("5"), "start from snapshot 5");
+    assert!(line.contains("from a projection snapshot"), "names the snapshot start: {line}");
     assert_eq!(log_field(&line, "replayed_events").as_deref(), Some("0"), "no tail: {line}");
     let from_snapshot = server.start_state_hash().await;
     server.stop();
@@ -581,6 +582,7 @@ async fn snapshot_start_matches_full_replay() {
     assert!(warned, "warning for the damaged snapshots: {logs:?}");
     let line = rebuilt_line(&logs);
     assert_eq!(log_field(&line, "snapshot_seq"), None, "full replay: {line}");
+    assert!(line.contains("by a full replay"), "names the full replay: {line}");
     assert_eq!(log_field(&line, "replayed_events").as_deref(), Some("11"), "all events: {line}");
     assert_eq!(server.start_state_hash().await, full_replay, "hash after full replay");
 }
