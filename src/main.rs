@@ -112,7 +112,8 @@ enum Commands {
         #[arg(long, default_value = "sip.example.com")]
         default_domain: String,
         /// Events between projection snapshots; a start loads the newest
-        /// snapshot and replays only the events after it. 0 disables them.
+        /// snapshot and replays only the events after it. 0 writes no
+        /// snapshots, but a start still loads the newest one in the log.
         #[arg(long, default_value_t = SNAPSHOT_INTERVAL_EVENTS_DEFAULT)]
         snapshot_interval: u64,
         /// HTTP worker threads, at least 1 (default: one per CPU core).
