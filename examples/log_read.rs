@@ -1,8 +1,8 @@
 //! The speed at which sled alone reads a log. Opens a stopped server's
 //! `log` directory with the store's sled settings and iterates the
-//! `events` tree once, touching nothing else. A full replay reads every event this
-//! way before it checks, decodes and folds them, so this time on one core
-//! is a floor under a cold start's reading thread.
+//! `events` tree once, touching nothing else. A full replay reads every
+//! event this way before it checks, decodes and folds them, so this time
+//! on one core is a floor under a cold start's reading thread.
 //!
 //! ```text
 //! cargo run --release --example log_read -- DATA_DIR/log

@@ -9,7 +9,7 @@ mod sled_store;
 pub use envelope::{
     chain_hash, encode_body, seal, PendingEvent, RawEvent, RecordedEvent, FORMAT_V1, GENESIS_HASH,
 };
-pub use sled_store::{IndexReading, OpenedSnapshot, SledStore, SnapshotFile, SLED_CACHE_BYTES};
+pub use sled_store::{IndexReading, OpenedSnapshot, SledStore, SnapshotFile};
 
 use std::borrow::Cow;
 

@@ -96,7 +96,7 @@ const STREAM_INDEX_TREE: &[u8] = b"stream_index";
 /// at the same start time. 8 MiB then lowered the peak RSS of a cold
 /// start, which reads every event through the cache, by 60 to 90 MiB, and
 /// took no more time.
-pub const SLED_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+const SLED_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 struct WriteState {
     /// The newest event written, durable or not.
