@@ -160,8 +160,14 @@ fn load_keys(data_dir: &Path) -> anyhow::Result<([u8; 32], AesKey)> {
 /// Opens the log and rebuilds the projections; shared by `serve` and the
 /// offline commands that read a data directory.
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<SledStore>> {
+    open_store_reading(data_dir, IndexReading::AtOpen)
+}
+
+/// Opens the event log like `open_store`, reading the stream index when
+/// `reading` selects.
+fn open_store_reading(data_dir: &Path, reading: IndexReading) -> anyhow::Result<Arc<SledStore>> {
     let path = log_dir(data_dir);
-    let store = SledStore::open(&path)
+    let store = SledStore::open_reading_index(&path, reading)
         .with_context(|| format!("failed to open the event log in {}", path.display()))?;
     Ok(Arc::new(store))
 }
@@ -221,17 +227,14 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Some(_) => IndexReading::AtOpen,
         None => IndexReading::Background,
     };
-    let path = log_dir(&config.data_dir);
-    let store = SledStore::open_reading_index(&path, reading)
-        .with_context(|| format!("failed to open the event log in {}", path.display()))?;
-    let store = Arc::new(store);
+    let store = open_store_reading(&config.data_dir, reading)?;
     let preloaded = finish_preload(preload);
     let recovered = recover_with(store.as_ref(), preloaded);
     // A read that failed leaves the log taking no writes too, so its own
     // error comes first.
-    store
-        .join_index_read()
-        .with_context(|| format!("failed to read the stream index in {}", path.display()))?;
+    store.join_index_read().with_context(|| {
+        format!("failed to read the stream index in {}", log_dir(&config.data_dir).display())
+    })?;
     // A log that opens for reading only is for the audit commands. A
     // service on it would reject every write with 503. Its reason names
     // the break, which the rebuild may have failed on as well.

@@ -75,22 +75,6 @@ pub type IdempotencyKey = (String, String);
 /// 20 ms. So the writer rebuilds one per batch (`rebuild_a_changed_run`).
 pub const EARLY_REBUILD_SHARE: usize = 5;
 
-/// Calls `$method` on each view of `State` other than the posting indexes:
-/// the sorted runs that postings, sub-accounts and SIP resources change.
-macro_rules! for_each_view {
-    ($state:expr, $method:ident) => {
-        $state.accounts.$method();
-        $state.ledger_balances.$method();
-        $state.stream_versions.$method();
-        $state.logins.$method();
-        $state.sip_accounts.$method();
-        $state.account_sip_accounts.$method();
-        $state.account_sip_history.$method();
-        $state.sip_aliases.$method();
-        $state.sip_names.$method();
-    };
-}
-
 /// Buffer between the state's encoder and the hasher in `state_hash`.
 const STATE_HASH_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -594,7 +578,9 @@ impl State {
     /// Keeps the changes to the views of `compact_views` in hash maps until
     /// they are compacted (`SortedRunMap::stage`). A full replay stages them.
     fn stage_views(&mut self) {
-        for_each_view!(self, stage);
+        for view in self.staged_views() {
+            view.stage();
+        }
     }
 
     /// Compacts the views of `compact_views`, on every core, and stages
@@ -603,8 +589,10 @@ impl State {
         run_jobs(self.staged_views().map(|view| Box::new(|| view.unstage()) as Job<'_, ()>).into());
     }
 
-    /// Returns the views of `compact_views`, those with the slowest keys
-    /// to sort first, so that `run_jobs` spreads them best.
+    /// Returns the views other than the posting indexes: the sorted runs
+    /// that postings, sub-accounts and SIP resources change. Those with
+    /// the slowest keys to sort come first, so that `run_jobs` spreads
+    /// them best.
     fn staged_views(&mut self) -> [&mut (dyn StagedView + Send); 9] {
         [
             &mut self.sip_names,

@@ -463,8 +463,11 @@ fn merge_changes<'a, K: Ord + Clone + 'a, V: Clone + 'a>(
 }
 
 /// A `SortedRunMap` of any key and value types, so that maps of several
-/// types can be compacted from one list.
+/// types can be staged and compacted from one list.
 pub trait StagedView {
+    /// Keeps the map's changes in a hash map until it is compacted
+    /// (`SortedRunMap::stage`).
+    fn stage(&mut self);
     /// Merges the staged changes into the run (`SortedRunMap::compact`).
     fn compact(&mut self);
     /// Compacts the map and stages its changes no more
@@ -473,6 +476,10 @@ pub trait StagedView {
 }
 
 impl<K: Ord + Hash + Clone, V: Clone> StagedView for SortedRunMap<K, V> {
+    fn stage(&mut self) {
+        SortedRunMap::stage(self);
+    }
+
     fn compact(&mut self) {
         SortedRunMap::compact(self);
     }

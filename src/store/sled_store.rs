@@ -244,7 +244,7 @@ impl SledStore {
         for file in ["db", "conf"] {
             if !path.join(file).is_file() {
                 return Err(StoreError::Damaged(format!(
-                    "the {file} file is missing from {}, so it is no sled database",
+                    "the {file} file is missing from {}, so it is not a sled database",
                     path.display()
                 )));
             }
@@ -254,7 +254,7 @@ impl SledStore {
         // looked up first.
         if !db.tree_names().iter().any(|name| name == b"events") {
             return Err(StoreError::Damaged(format!(
-                "the events tree is missing from the sled database in {}, so it is no subledger log",
+                "the events tree is missing from the sled database in {}, so it is not a subledger log",
                 path.display()
             )));
         }
