@@ -52,10 +52,12 @@ struct Columns {
 /// Reads the statement at `path`. A file that cannot be read or has no
 /// usable header is an error; bad rows are collected in `invalid`.
 pub fn read_statement(path: &Path) -> anyhow::Result<Statement> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(path)
-        .with_context(|| format!("failed to open the statement {}", path.display()))?;
+    // The file is read whole, because `LineCounter` counts each row's line
+    // from its byte offset.
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("failed to read the statement {}", path.display()))?;
+    let mut lines = LineCounter::new(&bytes);
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes.as_slice());
     let header = reader
         .byte_headers()
         .with_context(|| format!("failed to read the header of {}", path.display()))?
@@ -68,7 +70,7 @@ pub fn read_statement(path: &Path) -> anyhow::Result<Statement> {
         let record = match record {
             Ok(record) => record,
             Err(error) if !error.is_io_error() => {
-                let line = error.position().map_or(0, |position| position.line());
+                let line = error.position().map_or(0, |position| lines.line_at(position.byte()));
                 statement.invalid.push(InvalidRow { line, reason: error.to_string() });
                 continue;
             }
@@ -76,13 +78,56 @@ pub fn read_statement(path: &Path) -> anyhow::Result<Statement> {
                 return Err(error).with_context(|| format!("failed to read {}", path.display()));
             }
         };
-        let line = record.position().map_or(0, |position| position.line());
+        let line = record.position().map_or(0, |position| lines.line_at(position.byte()));
         match parse_row(&columns, &record, line) {
             Ok(row) => statement.rows.push(row),
             Err(reason) => statement.invalid.push(InvalidRow { line, reason }),
         }
     }
     Ok(statement)
+}
+
+/// Line numbers of statement rows, counted from each row's byte offset.
+///
+/// csv 1.4 gives a record the line of the bytes it skipped before it: a
+/// blank line, or the line feed of a CRLF line end, which it reads as an
+/// empty line, so with CRLF line ends each row lands one line early. The
+/// byte offset points at those skipped bytes too, so the counter steps
+/// over them.
+///
+/// NOTE: only line feeds count, so a file that ends its lines with a
+/// carriage return alone shows every row on line 1.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    /// Offset up to which line feeds are counted.
+    counted_to: usize,
+    /// Line of the byte at `counted_to`, from 1.
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> LineCounter<'a> {
+        LineCounter { bytes, counted_to: 0, line: 1 }
+    }
+
+    /// Returns the line of the record that the csv reader placed at
+    /// `offset`: the first byte from there that is no line end. No record
+    /// starts with a line end, because an unquoted field cannot contain one.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        let mut start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.bytes.len());
+        while self.bytes.get(start).is_some_and(|byte| matches!(byte, b'\r' | b'\n')) {
+            start += 1;
+        }
+        // Records come in file order, so the count goes on from the last one.
+        if start < self.counted_to {
+            self.counted_to = 0;
+            self.line = 1;
+        }
+        let line_feeds = self.bytes[self.counted_to..start].iter().filter(|byte| **byte == b'\n');
+        self.line += line_feeds.count() as u64;
+        self.counted_to = start;
+        self.line
+    }
 }
 
 fn find_columns(header: &csv::ByteRecord) -> anyhow::Result<Columns> {

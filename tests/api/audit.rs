@@ -823,6 +823,51 @@ async fn export_output_inside_data_dir() {
 }
 
 #[tokio::test]
+async fn reconcile_line_numbers() {
+    let mut server = Server::start().await;
+    let developer = server.developer("Acme").await;
+    let account = server.account(&developer, "recon04").await["sid"].as_str().unwrap().to_string();
+    topup(&server, &developer, &account, "10.00", 4, "R-1").await;
+    server.stop();
+
+    // File lines: the header (1), a match (2), a row missing in the ledger
+    // (3), a blank line (4), an invalid amount (5), a row whose quoted note
+    // spans lines 6 and 7, and a row with too few fields (8). The same rows
+    // are written with LF and with CRLF line ends.
+    let lines = [
+        "refer_trans_id,amount,note",
+        "R-1,10.00,ok",
+        "R-absent,5.00,ok",
+        "",
+        "R-bad,1.2.3,ok",
+        "R-split,7.00,\"two",
+        "lines\"",
+        "R-short",
+    ];
+    let statement = server.data_dir.with_file_name("statement.csv");
+    for terminator in ["\n", "\r\n"] {
+        let case = format!("{terminator:?} line ends");
+        let rows: String = lines.iter().map(|line| format!("{line}{terminator}")).collect();
+        std::fs::write(&statement, rows).unwrap();
+        let args =
+            ["--statement", statement.to_str().unwrap(), "--pay-method", "4", "--format", "json"];
+        let run = cli_on("reconcile", &server.data_dir, &args);
+        assert_eq!(run.code, EXIT_CHECK_FAILED, "{case}: exit code; stderr:\n{}", run.stderr);
+        let report: Value = serde_json::from_str(&run.stdout).expect("report JSON");
+
+        let line_of = |row: &Value| row["line"].as_u64().expect("a row has a line");
+        let missing: Vec<u64> =
+            report["missing_in_ledger"].as_array().unwrap().iter().map(line_of).collect();
+        assert_eq!(missing, [3, 6], "{case}: lines of the rows missing in the ledger");
+        let invalid: Vec<u64> =
+            report["invalid_rows"].as_array().unwrap().iter().map(line_of).collect();
+        assert_eq!(invalid, [5, 8], "{case}: lines of the invalid rows");
+        let matched = &report["matched"][0]["statement"];
+        assert_eq!(matched["line"], 2, "{case}: line of the matched row: {matched}");
+    }
+}
+
+#[tokio::test]
 async fn reconcile_duplicate_header_column() {
     let mut server = Server::start().await;
     let developer = server.developer("Acme").await;
