@@ -50,17 +50,27 @@ pub fn rfc2822(time: DateTime<Utc>) -> String {
 const RFC2822_UTC: &str = "%d %b %Y %H:%M:%S +0000";
 
 /// Parses a time filter in RFC 3339 or RFC 2822; the offset is required.
+/// The time in UTC must fall in the years 0000 to 9999, so that a
+/// response that shows it (`rfc2822`) has a four-digit year. Year 0000
+/// with a positive offset is year -1 in UTC.
 pub fn parse_time(field: &'static str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     let parsed: Option<DateTime<FixedOffset>> =
         DateTime::parse_from_rfc3339(text).ok().or_else(|| DateTime::parse_from_rfc2822(text).ok());
-    parsed.map(|time| time.with_timezone(&Utc)).ok_or_else(|| {
+    let time = parsed.map(|time| time.with_timezone(&Utc)).ok_or_else(|| {
         ApiError::invalid(
             field,
             format!(
                 "{field} must be an RFC 3339 or RFC 2822 time with an offset, such as 2026-01-31T12:00:00Z"
             ),
         )
-    })
+    })?;
+    if !(0..=9999).contains(&time.year()) {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be between 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UTC"),
+        ));
+    }
+    Ok(time)
 }
 
 fn optional<T: AsRef<str>>(value: &Option<T>) -> Value {
@@ -273,6 +283,22 @@ mod tests {
         }
         let parsed = parse_time("at", "2016-12-31T23:59:60Z").expect("a leap second parses");
         assert_eq!(rfc2822(parsed), "31 Dec 2016 23:59:60 +0000", "parsed from RFC 3339");
+    }
+
+    #[test]
+    fn parse_time_year_bounds() {
+        let accepted =
+            ["0000-01-01T00:00:00Z", "0000-01-01T00:00:00-01:00", "9999-12-31T23:59:59Z"];
+        for text in accepted {
+            let time = parse_time("at", text).expect("a time in years 0000 to 9999");
+            assert_eq!(rfc2822(time).split(' ').nth(2).map(str::len), Some(4), "{text}");
+        }
+        for text in ["0000-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"] {
+            let error = parse_time("at", text).expect_err("a time past year 0000 to 9999 in UTC");
+            assert_eq!(error.fields.len(), 1, "{text}: one field at fault");
+            assert_eq!(error.fields[0].field, "at", "{text}: field at fault");
+            assert!(error.fields[0].reason.contains("9999-12-31T23:59:59Z"), "{text}: reason");
+        }
     }
 
     #[test]

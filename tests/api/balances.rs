@@ -902,7 +902,7 @@ async fn history_filters() {
         assert_eq!(reply.json["balance_amount"], expected, "balance at {at}");
         assert_eq!(reply.json["account_sid"], account.as_str(), "account_sid at {at}");
     }
-    for at in ["2026-01-31T12:00:00", "soon", ""] {
+    for at in ["2026-01-31T12:00:00", "soon", "", "0000-01-01T00:00:00+01:00"] {
         let reply = server.get(&format!("{path}?at={}", encoded(at)), &auth).await;
         reply.expect_error(400);
         assert_eq!(reply.error_fields(), ["at"], "at={at:?}: field at fault");
