@@ -303,3 +303,48 @@ async fn responses_match_schemas() {
     let forbidden = server.get(&format!("/v1/developers/{}", developer.sid), &auth).await;
     assert_conforms(d, "/v1/developers/{developer_sid}", "get", &forbidden);
 }
+
+/// Returns the `domain` description of a request body schema.
+fn domain_description(document: &Value, schema: &str) -> String {
+    let description = &document["components"]["schemas"][schema]["properties"]["domain"];
+    description["description"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn domain_default_described_per_operation() {
+    let server = Server::start().await;
+    let document = served_document(&server).await;
+    let developer = server.developer("Acme").await;
+    let auth = developer.auth();
+
+    // A SIP account created without `domain` takes its sub-account's
+    // domain, not the server's default.
+    let body = json!({"login_id": "domain01", "password": "secret123",
+                      "domain": "voip.example.net"});
+    let account = server.post_json("/v1/accounts", &auth, &body).await;
+    account.expect(201);
+    let sip_path = format!("/v1/accounts/{}/SIP", account.sid());
+    let body = json!({"password": "sippass123", "encrypt_type": 0});
+    let sip = server.post_json(&sip_path, &auth, &body).await;
+    sip.expect(201);
+    assert_eq!(sip.json["domain"], "voip.example.net", "SIP account domain");
+    let create_sip = domain_description(&document, "CreateSipAccountRequest");
+    assert!(create_sip.contains("the sub-account's domain when absent"), "{create_sip}");
+
+    // An account update without `domain` keeps the domain.
+    let body = json!({"first_name": "Dana"});
+    let updated = server.put_json(&format!("/v1/accounts/{}", account.sid()), &auth, &body).await;
+    updated.expect(200);
+    assert_eq!(updated.json["domain"], "voip.example.net", "account domain after update");
+    let update_account = domain_description(&document, "UpdateAccountRequest");
+    assert!(update_account.contains("unchanged when absent"), "{update_account}");
+
+    let create_account = domain_description(&document, "CreateAccountRequest");
+    assert!(create_account.contains("default SIP domain when absent"), "{create_account}");
+
+    // A SIP account update requires `domain`, so nothing describes its absence.
+    let update_sip = domain_description(&document, "UpdateSipAccountRequest");
+    assert!(!update_sip.contains("when absent"), "{update_sip}");
+    let required = &document["components"]["schemas"]["UpdateSipAccountRequest"]["required"];
+    assert!(required.as_array().is_some_and(|names| names.contains(&json!("domain"))));
+}

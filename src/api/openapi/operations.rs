@@ -77,7 +77,9 @@ fn encrypt_type_schema(default: u32) -> Value {
     })
 }
 
-fn profile_params() -> Vec<Param> {
+/// Lists the profile fields of a sub-account. `domain_when_absent` is
+/// what an absent `domain` means for the operation.
+fn profile_params(domain_when_absent: &str) -> Vec<Param> {
     vec![
         param("first_name", false, string_schema(NAME_CHARS_MAX, "Stored after NFC.")),
         param("last_name", false, string_schema(NAME_CHARS_MAX, "Stored after NFC.")),
@@ -87,14 +89,18 @@ fn profile_params() -> Vec<Param> {
             false,
             pattern_schema("^\\+?[0-9]{4,15}$", "Shown as `phone_number`."),
         ),
-        param("domain", false, domain_schema()),
+        param("domain", false, domain_schema(Some(domain_when_absent))),
     ]
 }
 
-fn domain_schema() -> Value {
-    let description = "A DNS name, compared lower-cased; the server's default SIP domain \
-        when absent.";
-    string_schema(DOMAIN_CHARS_MAX, description)
+/// Describes a SIP domain parameter. `when_absent` completes the sentence
+/// "… when absent" for an optional one, and is `None` for a required one.
+fn domain_schema(when_absent: Option<&str>) -> Value {
+    let description = match when_absent {
+        Some(meaning) => format!("A DNS name, compared lower-cased; {meaning} when absent."),
+        None => "A DNS name, compared lower-cased.".to_string(),
+    };
+    string_schema(DOMAIN_CHARS_MAX, &description)
 }
 
 fn status_schema() -> Value {
@@ -247,7 +253,7 @@ fn operations_accounts() -> Vec<Operation> {
         param("password", true, password_schema()),
         param("encrypt_type", false, encrypt_type_schema(0)),
     ];
-    params.extend(profile_params());
+    params.extend(profile_params("the server's default SIP domain"));
     let codes: Vec<&str> = Currency::all().iter().map(|currency| currency.code()).collect();
     let currency = json!({"type": "string", "enum": codes, "default": Currency::DEFAULT.code()});
     params.push(param("currency", false, currency));
@@ -272,7 +278,7 @@ fn operations_accounts() -> Vec<Operation> {
         param("encrypt_type", false, encrypt_type_schema(1)),
         param("status", false, status_schema()),
     ];
-    params.extend(profile_params());
+    params.extend(profile_params("unchanged"));
     params.push(developer_id());
     update.body = Some(Body {
         schema_name: "UpdateAccountRequest",
@@ -325,7 +331,7 @@ fn operations_sip() -> Vec<Operation> {
         params: vec![
             param("password", true, password_schema()),
             param("encrypt_type", false, encrypt_type_schema(1)),
-            param("domain", false, domain_schema()),
+            param("domain", false, domain_schema(Some("the sub-account's domain"))),
             param("sip_id", false, login_id_schema("Generated when absent; never changes.")),
             developer_id(),
         ],
@@ -355,7 +361,7 @@ fn operations_sip() -> Vec<Operation> {
         params: vec![
             param("password", true, password_schema()),
             param("encrypt_type", false, encrypt_type_schema(1)),
-            param("domain", true, domain_schema()),
+            param("domain", true, domain_schema(None)),
             developer_id(),
         ],
         example: json!({"password": "sippass456", "encrypt_type": 0, "domain": "sip.example.com"}),
