@@ -265,7 +265,7 @@ Every `/v1` route takes HTTP Basic credentials: a developer's sid and API key, o
 without one, the `Accept` header picks JSON (the default) or XML. Request bodies are JSON or \
 `application/x-www-form-urlencoded` with the same parameter names. Every error has the \
 `RestException` shape. Bodies above {body} bytes are rejected with 413. A POST may carry an \
-`Idempotency-Key` header: the same request again returns the first result.";
+`Idempotency-Key` header: the same request again returns the resource as it is now.";
 
 /// Builds the document.
 pub fn document() -> Value {

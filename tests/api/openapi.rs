@@ -348,3 +348,43 @@ async fn domain_default_described_per_operation() {
     let required = &document["components"]["schemas"]["UpdateSipAccountRequest"]["required"];
     assert!(required.as_array().is_some_and(|names| names.contains(&json!("domain"))));
 }
+
+#[tokio::test]
+async fn idempotent_replay_described_as_current() {
+    let server = Server::start().await;
+    let document = served_document(&server).await;
+    let developer = server.developer("Acme").await;
+    let auth = developer.auth();
+
+    // A replay returns the sub-account as it is now, with a later change.
+    let headers = [("idempotency-key", "replay-current-1")];
+    let body = serde_json::to_vec(&json!({"login_id": "replay01", "password": "secret123"}))
+        .expect("JSON body");
+    let send = || {
+        let body = Some(body.clone());
+        server.send(
+            reqwest::Method::POST,
+            "/v1/accounts",
+            &auth,
+            Some("application/json"),
+            body,
+            &headers,
+        )
+    };
+    let created = send().await;
+    created.expect(201);
+    let path = format!("/v1/accounts/{}", created.sid());
+    server.put_json(&path, &auth, &json!({"first_name": "Later"})).await.expect(200);
+    let replayed = send().await;
+    replayed.expect(200);
+    assert_eq!(replayed.header("idempotent-replayed").as_deref(), Some("true"), "header");
+    assert_eq!(replayed.json["first_name"], "Later", "replay shows the later change");
+
+    let replay = &document["paths"]["/v1/accounts"]["post"]["responses"]["200"]["description"];
+    let replay = replay.as_str().unwrap_or_default();
+    assert!(replay.contains("as it is now"), "200 description: {replay}");
+    let key = &document["components"]["parameters"]["IdempotencyKey"]["description"];
+    let key = key.as_str().unwrap_or_default();
+    assert!(key.contains("as it is now"), "Idempotency-Key description: {key}");
+    assert!(key.contains("404"), "Idempotency-Key description names the deleted case: {key}");
+}

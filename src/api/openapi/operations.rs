@@ -170,7 +170,7 @@ fn success(status: u16, description: &'static str, schema: Option<&'static str>)
 fn created(schema: &'static str) -> Vec<Success> {
     vec![
         success(201, "Created.", Some(schema)),
-        success(200, "The same request again: the original result, with the header `Idempotent-Replayed: true`.", Some(schema)),
+        success(200, "The same request again: the resource as it is now, with the header `Idempotent-Replayed: true`.", Some(schema)),
     ]
 }
 

@@ -327,8 +327,9 @@ pub fn components(bodies: &[&Body]) -> Value {
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": false,
-                "description": "The same key with the same request returns the first result; \
-                    with a different request it is 409.",
+                "description": "The same key with the same request returns 200 with the \
+                    resource as it is now, or 404 when it was deleted since; with a \
+                    different request it is 409.",
                 "schema": {
                     "type": "string",
                     "pattern": format!("^[!-~]{{1,{IDEMPOTENCY_KEY_CHARS_MAX}}}$"),
