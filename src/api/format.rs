@@ -58,15 +58,16 @@ pub fn request_id_of(request: &HttpRequest) -> String {
 }
 
 /// Picks the format from the `Accept` header: XML when the client rates an
-/// XML type (`application/xml`, `text/xml`) above every JSON type, JSON
-/// otherwise. Ranges (`*/*`, `application/*`) count for both, and `q=0`
-/// means not acceptable (RFC 9110, section 12.5.1).
+/// XML type (`application/xml`, `text/xml`) above every JSON type, or
+/// equally but names only the XML type (`application/xml, */*`), JSON
+/// otherwise. A range (`*/*`, `application/*`, `text/*`) gives its quality
+/// to the types it covers that the header does not name, and `q=0` means
+/// not acceptable (RFC 9110, section 12.5.1).
 fn format_from_accept(request: &ServiceRequest) -> Format {
     let Some(accept) = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Format::Json;
     };
-    let mut json_quality = 0;
-    let mut xml_quality = 0;
+    let mut ranks = AcceptRanks::default();
     for range in accept.split(',') {
         let mut parts = range.split(';');
         let media_type = parts.next().unwrap_or("").trim().to_ascii_lowercase();
@@ -74,21 +75,51 @@ fn format_from_accept(request: &ServiceRequest) -> Format {
             .filter_map(|parameter| parameter.trim().strip_prefix("q="))
             .find_map(|value| quality_thousandths(value.trim()))
             .unwrap_or(1000);
-        match media_type.as_str() {
-            "application/json" => json_quality = json_quality.max(quality),
-            "application/xml" | "text/xml" => xml_quality = xml_quality.max(quality),
-            "*/*" | "application/*" => {
-                json_quality = json_quality.max(quality);
-                xml_quality = xml_quality.max(quality);
-            }
-            "text/*" => xml_quality = xml_quality.max(quality),
-            _ => {}
-        }
+        ranks.add(&media_type, quality);
     }
-    if xml_quality > json_quality {
+    let json = ranks.application_json.unwrap_or(ranks.any.max(ranks.application_any));
+    let application_xml = ranks.application_xml.unwrap_or(ranks.any.max(ranks.application_any));
+    let text_xml = ranks.text_xml.unwrap_or(ranks.any.max(ranks.text_any));
+    let xml = application_xml.max(text_xml);
+    // A tie goes to XML only when a named XML type, not a range, gives XML
+    // its quality and JSON has only a range's.
+    let xml_named = ranks.application_xml == Some(xml) || ranks.text_xml == Some(xml);
+    let json_named = ranks.application_json.is_some();
+    let xml_wins_tie = xml == json && xml > 0 && xml_named && !json_named;
+    if xml > json || xml_wins_tie {
         Format::Xml
     } else {
         Format::Json
+    }
+}
+
+/// The qualities, in thousandths, that an `Accept` header gives the types
+/// and ranges that choose between JSON and XML. A type the header does not
+/// list is `None`, and a range it does not list is 0.
+#[derive(Default)]
+struct AcceptRanks {
+    application_json: Option<u16>,
+    application_xml: Option<u16>,
+    text_xml: Option<u16>,
+    any: u16,
+    application_any: u16,
+    text_any: u16,
+}
+
+impl AcceptRanks {
+    /// Records one media range of the header. A type listed twice keeps
+    /// its highest quality.
+    fn add(&mut self, media_type: &str, quality: u16) {
+        let named = |slot: &mut Option<u16>| *slot = Some(slot.unwrap_or(0).max(quality));
+        match media_type {
+            "application/json" => named(&mut self.application_json),
+            "application/xml" => named(&mut self.application_xml),
+            "text/xml" => named(&mut self.text_xml),
+            "*/*" => self.any = self.any.max(quality),
+            "application/*" => self.application_any = self.application_any.max(quality),
+            "text/*" => self.text_any = self.text_any.max(quality),
+            _ => {}
+        }
     }
 }
 

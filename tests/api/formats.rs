@@ -90,12 +90,21 @@ async fn resource_xml_matches_json() {
         ("*/*;q=0.1, text/xml", true),
         ("*/*", false),
         ("text/html", false),
+        // A named type overrides a range that covers it, and wins a tie
+        // against a type that only a range covers.
+        ("application/xml, */*", true),
+        ("text/xml, application/*", true),
+        ("application/json;q=0, */*", true),
+        ("application/xml;q=0, */*", false),
+        ("application/xml;q=0.5, */*", false),
     ];
     for (accept, wants_xml) in ranked {
         let reply = get_with(&server, &path, &auth, &[("accept", accept)]).await;
         if wants_xml {
             assert_eq!(reply.text, expected, "Accept: {accept} gives XML");
         } else {
+            let content_type = reply.header("content-type").unwrap_or_default();
+            assert_eq!(content_type, "application/json", "Accept: {accept} gives JSON");
             assert_json(&reply, 200);
         }
     }
