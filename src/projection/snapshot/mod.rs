@@ -61,8 +61,8 @@ pub enum SnapshotError {
     Format,
     #[error("the snapshot's section table is invalid: {0}")]
     Sections(String),
-    #[error(transparent)]
-    Decode(#[from] postcard::Error),
+    #[error("the snapshot's {section} section does not decode: {source}")]
+    Decode { section: &'static str, source: postcard::Error },
     #[error("the snapshot's transactions do not fit its other views: {0}")]
     Inconsistent(String),
     #[error("reading the snapshot failed: {0}")]
@@ -401,9 +401,14 @@ where
     Ok(sections)
 }
 
-/// Decodes a section that must hold exactly one `T`.
-fn decode_section<T: DeserializeOwned>(section: &[u8]) -> Result<T, SnapshotError> {
-    let (value, rest) = postcard::take_from_bytes(section)?;
+/// Decodes a section that must hold exactly one `T`. The error names the
+/// section by `name`.
+fn decode_section<T: DeserializeOwned>(
+    section: &[u8],
+    name: &'static str,
+) -> Result<T, SnapshotError> {
+    let (value, rest) = postcard::take_from_bytes(section)
+        .map_err(|source| SnapshotError::Decode { section: name, source })?;
     if !rest.is_empty() {
         let reason = format!("{} bytes follow the contents of a section", rest.len());
         return Err(SnapshotError::Sections(reason));
@@ -425,7 +430,7 @@ where
 {
     let _publish_none = PublishNone(table);
     let section = source.read(offset, length)?;
-    let views: Box<CoreViews> = Box::new(decode_section(&section)?);
+    let views: Box<CoreViews> = Box::new(decode_section(&section, "core views")?);
     drop(section);
     if let Some((sid, account)) = views.2.iter().find(|(sid, account)| **sid != account.sid) {
         let reason = format!("sub-account {sid} contains the record of {}", account.sid);
@@ -451,7 +456,7 @@ fn decode_transactions(
     section: &[u8],
     table: &OnceLock<Option<AccountTable>>,
 ) -> Result<Section, SnapshotError> {
-    let run = decode_section::<PostingOrder>(section)?;
+    let run = decode_section::<PostingOrder>(section, "transactions")?;
     let Some(table) = table.wait() else {
         // The core job reports why.
         return Err(SnapshotError::Sections("the core section did not decode".into()));
@@ -461,7 +466,7 @@ fn decode_transactions(
 }
 
 fn decode_sip(section: &[u8]) -> Result<Section, SnapshotError> {
-    Ok(Section::Sip(Box::new(decode_section(section)?)))
+    Ok(Section::Sip(Box::new(decode_section(section, "SIP views")?)))
 }
 
 #[cfg(test)]

@@ -307,6 +307,27 @@ fn decode_rejects_damaged_sections() {
 }
 
 #[test]
+fn decode_error_names_section() {
+    let bytes = Ledger::with_postings(10).state.encode_sections(4);
+    let sections = sections_of(&bytes);
+    // A map length far beyond the bytes left fails to decode in any
+    // section, since each starts with a map or a vector's length.
+    let garbage = [0xff; 10];
+    let cases = [(0, "core views"), (1, "SIP views"), (2, "transactions")];
+    for (index, name) in cases {
+        let mut damaged = sections.clone();
+        damaged[index] = &garbage;
+        let result = State::decode(&snapshot_of(&damaged));
+        let Err(error) = result else {
+            panic!("section {index} of garbage decodes");
+        };
+        assert!(matches!(error, SnapshotError::Decode { .. }), "section {index}: {error:?}");
+        let message = error.to_string();
+        assert!(message.contains(&format!("snapshot's {name} section")), "{message}");
+    }
+}
+
+#[test]
 fn decoded_references_match() {
     let ledger = Ledger::with_postings(4);
     let decoded = State::decode(&ledger.state.encode()).expect("decodes");
