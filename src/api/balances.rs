@@ -16,7 +16,7 @@ use crate::api::{path_sid, AppState, Call};
 use crate::domain::ids::{Sid, SidKind};
 use crate::domain::money::{format_amount, format_balance, parse_amount};
 use crate::domain::posting::{check_amount_sign, parse_pay_method};
-use crate::domain::text::{validate_desc, validate_refer_trans_id};
+use crate::domain::text::{check_new_refer_trans_id, validate_desc, validate_refer_trans_id};
 use crate::ledger::command::NewPosting;
 use crate::ledger::{Command, Outcome};
 use crate::projection::model::Transaction;
@@ -105,6 +105,13 @@ pub async fn post(
     let pay_method = parse_pay_method(&pay_method)?;
     check_amount_sign(kind, amount)?;
     let refer_trans_id = refer_trans_id.map(|text| validate_refer_trans_id(&text)).transpose()?;
+    if let Some(reference) = &refer_trans_id {
+        // A reference already in the log keeps replaying, whatever it
+        // contains.
+        if call.state.find_reference(account.developer, pay_method, reference).is_none() {
+            check_new_refer_trans_id(reference)?;
+        }
+    }
     let desc = desc.map(|text| validate_desc(&text)).transpose()?;
 
     let posting = NewPosting {

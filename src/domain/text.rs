@@ -354,6 +354,25 @@ pub fn validate_refer_trans_id(value: &str) -> Result<String, FieldError> {
     normalize_text("refer_trans_id", value, REFER_TRANS_ID_CHARS_MAX)
 }
 
+/// Rejects a `refer_trans_id` that contains an invisible format character
+/// (category Cf, such as U+200B, U+00AD or U+FEFF), which would make it
+/// look the same as another reference but count as a new one. Only new
+/// references are checked this way, so references that the log already
+/// contains stay valid for lookups and retries.
+pub fn check_new_refer_trans_id(value: &str) -> Result<(), FieldError> {
+    match find_char(value, is_format) {
+        None => Ok(()),
+        Some((position, c)) => Err(FieldError::new(
+            "refer_trans_id",
+            format!(
+                "refer_trans_id must contain printable characters only, not invisible format \
+                 characters (found U+{:04X} at character {position})",
+                u32::from(c)
+            ),
+        )),
+    }
+}
+
 /// Validates `desc` with the free-text rule and at most 512 characters. An
 /// empty desc is invalid like every other text field.
 pub fn validate_desc(value: &str) -> Result<String, FieldError> {
@@ -517,6 +536,21 @@ mod tests {
         assert_eq!(error.field, "last_name", "case last_name empty: field");
         let error = validate_refer_trans_id("").unwrap_err();
         assert_eq!(error.field, "refer_trans_id", "case refer_trans_id empty: field");
+    }
+
+    #[test]
+    fn new_reference_rejects_format_chars() {
+        for reference in ["PP-1", "PP-1 ", "paiement-é", "🙂-1"] {
+            assert_eq!(check_new_refer_trans_id(reference), Ok(()), "case {reference:?}");
+        }
+        let cases =
+            [("PP\u{200B}-1", 0x200B, 3), ("\u{FEFF}PP-1", 0xFEFF, 1), ("PP-\u{00AD}1", 0xAD, 4)];
+        for (reference, code, position) in cases {
+            let error = check_new_refer_trans_id(reference).unwrap_err();
+            assert_eq!(error.field, "refer_trans_id", "case {reference:?}: field");
+            let found = format!("found U+{code:04X} at character {position}");
+            assert!(error.reason.contains(&found), "case {reference:?}: {}", error.reason);
+        }
     }
 
     #[test]

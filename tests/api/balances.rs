@@ -622,6 +622,8 @@ async fn reference_and_desc_text() {
         ("", "ok", "refer_trans_id"),
         (too_long_reference.as_str(), "ok", "refer_trans_id"),
         ("tab\there", "ok", "refer_trans_id"),
+        ("PP\u{200B}-1", "ok", "refer_trans_id"),
+        ("\u{FEFF}ok-5", "ok", "refer_trans_id"),
         ("ok-1", "", "desc"),
         ("ok-2", too_long_desc.as_str(), "desc"),
         ("ok-3", "bell\u{7}", "desc"),
@@ -634,6 +636,68 @@ async fn reference_and_desc_text() {
     }
     let listed = all_transactions(&server, &auth, &transactions_path(&account)).await;
     assert_eq!(listed.len(), 1, "only the valid posting is recorded");
+}
+
+#[tokio::test]
+async fn invisible_reference_in_log_replays() {
+    use subledger::domain::events::{Actor, BalancePosted, Event, EventMeta, Leg};
+    use subledger::domain::ids::{Sid, SidKind};
+    use subledger::domain::money::Currency;
+    use subledger::store::{EventStore, PendingEvent};
+
+    let mut server = Server::start().await;
+    let (developer, account) = developer_with_account(&server, "zwsp01").await;
+    let account_sid = Sid::parse(&account).expect("account sid");
+    server.stop();
+
+    // A TOPUP whose reference contains U+200B, as a log written before new
+    // references had to be printable may contain.
+    let reference = "PP\u{200B}-1";
+    let store = subledger::server::open_store(&server.data_dir).expect("open the stopped log");
+    let version = store.stream_sequences(account_sid).expect("the account's events").len();
+    let amount = Decimal::new(500, 2);
+    let event = Event::BalanceToppedUp(BalancePosted {
+        sid: Sid::generate(SidKind::Transaction),
+        account_sid,
+        developer_sid: Sid::parse(&developer.sid).expect("developer sid"),
+        amount,
+        currency: Currency::Sgd,
+        pay_method: 4,
+        refer_trans_id: Some(reference.to_string()),
+        desc: None,
+        legs: [
+            Leg { account: format!("subaccount:{account}"), amount },
+            Leg { account: "funding:paypal".to_string(), amount: -amount },
+        ],
+        balance_after: amount,
+    });
+    let meta = EventMeta {
+        recorded_at: chrono::Utc::now(),
+        actor: Actor::Developer(Sid::parse(&developer.sid).expect("developer sid")),
+        request_id: "old-reference".into(),
+        idempotency: None,
+    };
+    let seq = store.head().seq + 1;
+    let version = version as u64 + 1;
+    let pending = PendingEvent { seq, stream: account_sid, version, meta, event };
+    store.append(&[pending]).expect("append the posting");
+    drop(store);
+
+    let server = server.restart();
+    let auth = developer.auth();
+    let posting = |reference: &str| json!({"amount": "5", "type": "TOPUP", "pay_method": 4, "refer_trans_id": reference});
+    let path = balances_path(&account);
+    let replayed = server.post_json(&path, &auth, &posting(reference)).await;
+    replayed.expect(200);
+    assert_eq!(replayed.json["refer_trans_id"], reference, "the logged posting replays");
+    let header = replayed.header("idempotent-replayed");
+    assert_eq!(header.as_deref(), Some("true"), "replay header");
+
+    let new = server.post_json(&path, &auth, &posting("PP\u{200B}-2")).await;
+    new.expect_error(400);
+    assert_eq!(new.error_fields(), ["refer_trans_id"], "a new invisible reference");
+    let listed = all_transactions(&server, &auth, &transactions_path(&account)).await;
+    assert_eq!(listed.len(), 1, "only the logged posting is recorded");
 }
 
 /// Asserts that a request with an `Idempotency-Key` is created once, then

@@ -449,7 +449,8 @@ fn operations_balances() -> Vec<Operation> {
                 string_schema(
                     REFER_TRANS_ID_CHARS_MAX,
                     "Unique per developer and pay method: the same posting again is 200 \
-                     with the original, a different one 409.",
+                     with the original, a different one 409. A new reference with an \
+                     invisible format character, such as U+200B, is 400.",
                 ),
             ),
             param("desc", false, string_schema(DESC_CHARS_MAX, "Stored after NFC.")),
