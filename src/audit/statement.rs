@@ -89,9 +89,9 @@ pub fn read_statement(path: &Path) -> anyhow::Result<Statement> {
 
 /// Line numbers of statement rows, counted from each row's byte offset.
 ///
-/// csv 1.4 gives a record the line of the bytes it skipped before it: a
-/// blank line, or the line feed of a CRLF line end, which it reads as an
-/// empty line, so with CRLF line ends each row lands one line early. The
+/// csv 1.4 gives a record the line of the bytes it skipped before it. Those
+/// are a blank line, or the line feed of a CRLF line end, which it reads as
+/// an empty line, so with CRLF line ends each row lands one line early. The
 /// byte offset points at those skipped bytes too, so the counter steps
 /// over them.
 ///
