@@ -107,9 +107,11 @@ pub async fn post(
     let refer_trans_id = refer_trans_id.map(|text| validate_refer_trans_id(&text)).transpose()?;
     if let Some(reference) = &refer_trans_id {
         // A reference already in the log keeps replaying, whatever it
-        // contains.
-        if call.state.find_reference(account.developer, pay_method, reference).is_none() {
-            check_new_refer_trans_id(reference)?;
+        // contains, so only a reference that fails the check is looked up.
+        if let Err(error) = check_new_refer_trans_id(reference) {
+            if call.state.find_reference(account.developer, pay_method, reference).is_none() {
+                return Err(error.into());
+            }
         }
     }
     let desc = desc.map(|text| validate_desc(&text)).transpose()?;

@@ -57,12 +57,12 @@ pub fn request_id_of(request: &HttpRequest) -> String {
     request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default()
 }
 
-/// Picks the format from the `Accept` header: XML when the client rates an
-/// XML type (`application/xml`, `text/xml`) above every JSON type, or
-/// equally but names only the XML type (`application/xml, */*`), JSON
-/// otherwise. A range (`*/*`, `application/*`, `text/*`) gives its quality
-/// to the types it covers that the header does not name, and `q=0` means
-/// not acceptable (RFC 9110, section 12.5.1).
+/// Picks the format from the `Accept` header. XML wins when the client
+/// rates an XML type (`application/xml`, `text/xml`) above every JSON type,
+/// or rates them equally but names only the XML type (`application/xml,
+/// */*`). Otherwise the format is JSON. A range (`*/*`, `application/*`,
+/// `text/*`) gives its quality to the types it covers that the header does
+/// not name, and `q=0` means not acceptable (RFC 9110, section 12.5.1).
 fn format_from_accept(request: &ServiceRequest) -> Format {
     let Some(accept) = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Format::Json;

@@ -118,7 +118,8 @@ impl<'a> LineCounter<'a> {
         while self.bytes.get(start).is_some_and(|byte| matches!(byte, b'\r' | b'\n')) {
             start += 1;
         }
-        // Records come in file order, so the count goes on from the last one.
+        // Records come in file order, so the count goes on from the last
+        // one. An earlier offset, should one come, restarts it from the top.
         if start < self.counted_to {
             self.counted_to = 0;
             self.line = 1;

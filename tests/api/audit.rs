@@ -831,9 +831,9 @@ async fn reconcile_line_numbers() {
     server.stop();
 
     // File lines: the header (1), a match (2), a row missing in the ledger
-    // (3), a blank line (4), an invalid amount (5), a row whose quoted note
-    // spans lines 6 and 7, and a row with too few fields (8). The same rows
-    // are written with LF and with CRLF line ends.
+    // (3), a blank line (4) and an invalid amount (5). Then a row whose
+    // quoted note spans lines 6 and 7, and a row with too few fields (8).
+    // The same rows are written with LF and with CRLF line ends.
     let lines = [
         "refer_trans_id,amount,note",
         "R-1,10.00,ok",
