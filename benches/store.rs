@@ -3,6 +3,10 @@
 //! write (sled inserts and a journal record, then one `fdatasync` of the
 //! journal file), as the writer's group commit does it. Throughput
 //! is in events per second.
+//!
+//! Then the open of a cleanly closed log of `OPEN_EVENTS` postings on
+//! `OPEN_STREAMS` sub-accounts: sled's own open, the journal, and the
+//! stream index read back from its saved rows.
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +22,11 @@ use subledger::store::{EventStore, PendingEvent, SledStore};
 /// Batch sizes measured: a lone write, then the sizes group commit reaches
 /// as more clients wait, up to the writer's limit of 1024 commands.
 const BATCH_SIZES: [usize; 4] = [1, 16, 128, 1024];
-/// Sub-accounts the postings are spread over.
+/// Sub-accounts the appended postings are spread over.
 const STREAMS: usize = 1000;
+/// The log that `open_with_index` opens: ten postings per sub-account.
+const OPEN_EVENTS: usize = 300_000;
+const OPEN_STREAMS: usize = 30_000;
 
 /// Hands out postings that continue the log: the next sequence number and
 /// each stream's next version.
@@ -31,9 +38,9 @@ struct PostingSource {
 }
 
 impl PostingSource {
-    fn new(head_seq: u64) -> PostingSource {
+    fn new(head_seq: u64, streams: usize) -> PostingSource {
         let streams =
-            (0..STREAMS).map(|_| (Sid::generate(SidKind::Account), 0, Decimal::ZERO)).collect();
+            (0..streams).map(|_| (Sid::generate(SidKind::Account), 0, Decimal::ZERO)).collect();
         PostingSource {
             developer: Sid::generate(SidKind::Developer),
             streams,
@@ -48,8 +55,9 @@ impl PostingSource {
 
     fn next(&mut self) -> PendingEvent {
         let developer = self.developer;
+        let streams = self.streams.len();
         let (account, version, balance) = &mut self.streams[self.next_stream];
-        self.next_stream = (self.next_stream + 1) % STREAMS;
+        self.next_stream = (self.next_stream + 1) % streams;
         let amount = Decimal::new(1250, 2);
         *version += 1;
         *balance += amount;
@@ -89,7 +97,7 @@ impl PostingSource {
 fn append_and_commit(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("create a temporary directory");
     let store = SledStore::open(dir.path()).expect("open a fresh log");
-    let mut source = PostingSource::new(store.head().seq);
+    let mut source = PostingSource::new(store.head().seq, STREAMS);
 
     let mut group = c.benchmark_group("append_and_commit");
     group.sample_size(20).measurement_time(Duration::from_secs(8));
@@ -112,5 +120,34 @@ fn append_and_commit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append_and_commit);
+fn open_with_index(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    {
+        let store = SledStore::open(dir.path()).expect("open a fresh log");
+        let mut source = PostingSource::new(store.head().seq, OPEN_STREAMS);
+        for _ in 0..OPEN_EVENTS / 1000 {
+            store.append(&source.batch(1000)).expect("append a batch");
+        }
+    }
+
+    let mut group = c.benchmark_group("open_with_index");
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(OPEN_EVENTS as u64));
+    group.bench_function(BenchmarkId::from_parameter(OPEN_EVENTS), |b| {
+        // Each open must close before the next, and the close is not timed.
+        b.iter_custom(|iterations| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iterations {
+                let started = Instant::now();
+                let store = SledStore::open(dir.path()).expect("reopen the log");
+                elapsed += started.elapsed();
+                assert_eq!(store.head().seq, OPEN_EVENTS as u64);
+            }
+            elapsed
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append_and_commit, open_with_index);
 criterion_main!(benches);

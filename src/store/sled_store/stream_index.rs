@@ -18,7 +18,6 @@
 //! the events after the last row are decoded to complete the index: none
 //! after a clean close, at most one journal file's worth after a crash.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
@@ -36,8 +35,12 @@ const ROW_CHECKSUM: usize = 4;
 
 #[derive(Default)]
 pub(super) struct StreamIndex {
-    /// Each stream's sequence numbers. Version `v` is at position `v - 1`.
-    streams: HashMap<Sid, Sequences, BuildHasherDefault<SidHasher>>,
+    /// Each stream's version and newest event.
+    streams: HashMap<Sid, StreamHead, BuildHasherDefault<SidHasher>>,
+    /// The event before each event in its stream. Each stream's events are
+    /// a chain back from its newest, so adding an event is one hash lookup
+    /// and one value at the end, with no list per stream to grow.
+    previous: Predecessors,
     /// The newest sequence number in the index.
     last_seq: u64,
     /// The newest sequence number in a row in sled.
@@ -49,14 +52,32 @@ pub(super) struct StreamIndex {
     broken: Option<String>,
 }
 
+#[derive(Clone, Copy)]
+struct StreamHead {
+    version: u64,
+    newest: u64,
+}
+
 impl StreamIndex {
     /// The newest version of `stream`, 0 for a stream without events.
     pub fn version(&self, stream: Sid) -> u64 {
-        self.streams.get(&stream).map_or(0, |sequences| sequences.len() as u64)
+        self.streams.get(&stream).map_or(0, |head| head.version)
     }
 
+    /// Returns the sequence numbers of `stream`, in version order.
     pub fn sequences(&self, stream: Sid) -> Vec<u64> {
-        self.streams.get(&stream).map(Sequences::to_vec).unwrap_or_default()
+        let Some(head) = self.streams.get(&stream) else {
+            return Vec::new();
+        };
+        let mut sequences = Vec::with_capacity(head.version as usize);
+        let mut seq = head.newest;
+        while seq != 0 {
+            sequences.push(seq);
+            seq = self.previous.get(seq);
+        }
+        debug_assert_eq!(sequences.len() as u64, head.version, "a chain per version");
+        sequences.reverse();
+        sequences
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -111,23 +132,17 @@ impl StreamIndex {
         rows
     }
 
+    /// Adds event `seq`, the one after `last_seq`, to `stream`.
     fn add(&mut self, stream: Sid, seq: u64) {
-        match self.streams.entry(stream) {
-            Entry::Occupied(entry) => entry.into_mut().push(seq),
-            Entry::Vacant(entry) => {
-                entry.insert(Sequences::One(seq));
-            }
-        }
+        let head = self.streams.entry(stream).or_insert(StreamHead { version: 0, newest: 0 });
+        self.previous.push(head.newest);
+        head.version += 1;
+        head.newest = seq;
     }
 
-    /// Frees the unused capacity of the vectors of sequence numbers, which
-    /// grew by doubling while the index was read.
+    /// Frees the unused room of the table of streams, which grew by
+    /// doubling while the index was read.
     pub fn shrink_to_fit(&mut self) {
-        for sequences in self.streams.values_mut() {
-            if let Sequences::Many(many) = sequences {
-                many.shrink_to_fit();
-            }
-        }
         self.streams.shrink_to_fit();
     }
 
@@ -163,41 +178,33 @@ impl StreamIndex {
     }
 }
 
-/// One stream's sequence numbers, in version order. Most streams have one
-/// or two events: a developer, a SIP account and its alias, a sub-account
-/// without postings. Those are kept in the room of a vector's fields,
-/// instead of in a vector of 4 sequence numbers of their own.
-#[derive(Debug)]
-enum Sequences {
-    One(u64),
-    Two([u64; 2]),
-    /// Three or more.
-    Many(Vec<u64>),
+/// A sequence number per event, kept in pages of `PAGE_EVENTS`, so that
+/// the index grows without copying what it contains and a write never waits
+/// for a copy of millions of values.
+#[derive(Default)]
+struct Predecessors {
+    pages: Vec<Vec<u64>>,
 }
 
-impl Sequences {
-    fn len(&self) -> usize {
-        match self {
-            Sequences::One(_) => 1,
-            Sequences::Two(_) => 2,
-            Sequences::Many(many) => many.len(),
+/// 512 KiB per page.
+const PAGE_EVENTS: usize = 1 << 16;
+
+impl Predecessors {
+    fn push(&mut self, value: u64) {
+        match self.pages.last_mut() {
+            Some(page) if page.len() < PAGE_EVENTS => page.push(value),
+            _ => {
+                let mut page = Vec::with_capacity(PAGE_EVENTS);
+                page.push(value);
+                self.pages.push(page);
+            }
         }
     }
 
-    fn push(&mut self, seq: u64) {
-        match self {
-            Sequences::One(first) => *self = Sequences::Two([*first, seq]),
-            Sequences::Two([first, second]) => *self = Sequences::Many(vec![*first, *second, seq]),
-            Sequences::Many(many) => many.push(seq),
-        }
-    }
-
-    fn to_vec(&self) -> Vec<u64> {
-        match self {
-            Sequences::One(seq) => vec![*seq],
-            Sequences::Two(two) => two.to_vec(),
-            Sequences::Many(many) => many.clone(),
-        }
+    /// Returns the value pushed for event `seq`, the `seq`-th value.
+    fn get(&self, seq: u64) -> u64 {
+        let position = (seq - 1) as usize;
+        self.pages[position / PAGE_EVENTS][position % PAGE_EVENTS]
     }
 }
 
@@ -273,23 +280,30 @@ mod tests {
     }
 
     #[test]
-    fn one_event_kept_in_place() {
-        assert_eq!(std::mem::size_of::<Sequences>(), std::mem::size_of::<Vec<u64>>());
+    fn chains_cross_pages() {
         let once = Sid::generate(SidKind::Developer);
-        let twice = Sid::generate(SidKind::SipAccount);
-        let thrice = Sid::generate(SidKind::Account);
-        let mut index = filled(&[once, twice, thrice, twice, thrice, thrice]);
-        assert!(matches!(index.streams[&once], Sequences::One(1)));
-        assert!(matches!(index.streams[&twice], Sequences::Two([2, 4])));
+        let busy = Sid::generate(SidKind::Account);
+        let other = Sid::generate(SidKind::Account);
+        let mut streams = vec![once];
+        for event in 0..PAGE_EVENTS + 10 {
+            streams.push(if event % 3 == 0 { other } else { busy });
+        }
+        let mut index = filled(&streams);
         index.shrink_to_fit();
-        assert_eq!(index.sequences(once), vec![1]);
-        assert_eq!(index.sequences(twice), vec![2, 4]);
-        assert_eq!(index.sequences(thrice), vec![3, 5, 6]);
-        let versions = [once, twice, thrice].map(|stream| index.version(stream));
-        assert_eq!(versions, [1, 2, 3]);
-        index.push(7, twice, 3).expect("the next event");
-        assert_eq!(index.sequences(twice), vec![2, 4, 7]);
+        assert_eq!(index.previous.pages.len(), 2, "the events fill more than one page");
+        let expected = |stream: Sid| -> Vec<u64> {
+            (1..).zip(&streams).filter(|(_, s)| **s == stream).map(|(seq, _)| seq).collect()
+        };
+        for stream in [once, busy, other] {
+            let sequences = index.sequences(stream);
+            assert_eq!(sequences, expected(stream));
+            assert_eq!(index.version(stream), sequences.len() as u64);
+        }
+        let next = streams.len() as u64 + 1;
+        index.push(next, once, 2).expect("the next event");
+        assert_eq!(index.sequences(once), vec![1, next]);
         assert_eq!(index.sequences(Sid::generate(SidKind::Account)), Vec::<u64>::new());
+        assert_eq!(index.version(Sid::generate(SidKind::Account)), 0);
     }
 
     #[test]
