@@ -38,38 +38,69 @@ enum Built {
     Developers(OrdMap<Sid, Vector<u32>>),
 }
 
-/// The snapshot's sub-accounts in sid order, each with its developer, and
+/// The snapshot's sub-accounts in sid order, the developer of each, and
 /// the position (rank) of each sid in that order.
+///
+/// Developers are numbered, and each sub-account's developer is kept as
+/// its number in 4 bytes. A posting's lookup then finds its rank and its
+/// developer in one hash table bucket. The developer numbers by rank fit
+/// in the cache, where a table of two sids per sub-account did not.
 pub(super) struct AccountTable {
-    accounts: Vec<(Sid, Sid)>,
-    ranks: HashMap<Sid, u32, BuildHasherDefault<SidHasher>>,
+    /// The sub-accounts in sid order.
+    accounts: Vec<Sid>,
+    /// The developer number of each sub-account, by rank.
+    developer_numbers: Vec<u32>,
+    /// Each developer's sid, by developer number.
+    developers: Vec<Sid>,
+    keys: HashMap<Sid, AccountKey, BuildHasherDefault<SidHasher>>,
+}
+
+/// A sub-account's rank and its developer's number.
+#[derive(Clone, Copy)]
+struct AccountKey {
+    rank: u32,
+    developer: u32,
 }
 
 impl AccountTable {
     pub fn new(accounts: &SortedRunMap<Sid, Arc<Account>>) -> AccountTable {
         let mut table = AccountTable {
             accounts: Vec::with_capacity(accounts.len()),
-            ranks: HashMap::with_capacity_and_hasher(accounts.len(), Default::default()),
+            developer_numbers: Vec::with_capacity(accounts.len()),
+            developers: Vec::new(),
+            keys: HashMap::with_capacity_and_hasher(accounts.len(), Default::default()),
         };
+        let mut numbers: HashMap<Sid, u32, BuildHasherDefault<SidHasher>> = HashMap::default();
         // Keyed by the map's keys, which are in strictly increasing order,
         // so that `by_account` can build its run from the table's order.
         for (rank, (sid, account)) in accounts.iter().enumerate() {
             let rank = u32::try_from(rank).expect("fewer than 2^32 sub-accounts");
-            table.accounts.push((*sid, account.developer));
-            table.ranks.insert(*sid, rank);
+            let developer = *numbers.entry(account.developer).or_insert_with(|| {
+                table.developers.push(account.developer);
+                u32::try_from(table.developers.len() - 1).expect("fewer than 2^32 developers")
+            });
+            table.accounts.push(*sid);
+            table.developer_numbers.push(developer);
+            table.keys.insert(*sid, AccountKey { rank, developer });
         }
         table
     }
 
-    fn rank(&self, transaction: &Transaction) -> Result<u32, String> {
+    /// Returns the rank and developer number of the posting's sub-account,
+    /// or why the snapshot is inconsistent.
+    fn key(&self, transaction: &Transaction) -> Result<AccountKey, String> {
         let account = transaction.account();
-        self.ranks.get(&account).copied().ok_or_else(|| {
+        self.keys.get(&account).copied().ok_or_else(|| {
             format!("account {account} of transaction {} does not exist", transaction.sid())
         })
     }
 
-    fn developer(&self, rank: u32) -> Sid {
-        self.accounts[rank as usize].1
+    fn developer(&self, number: u32) -> Sid {
+        self.developers[number as usize]
+    }
+
+    fn developer_number(&self, rank: u32) -> u32 {
+        self.developer_numbers[rank as usize]
     }
 }
 
@@ -128,10 +159,10 @@ pub(super) fn section_keys(
 ) -> Result<SectionKeys, String> {
     let mut keys = SectionKeys { ranks: Vec::with_capacity(run.len()), references: Vec::new() };
     for (index, transaction) in run.iter().enumerate() {
-        let rank = table.rank(transaction)?;
-        keys.ranks.push(rank);
+        let key = table.key(transaction)?;
+        keys.ranks.push(key.rank);
         if let Some(reference) = transaction.refer_trans_id() {
-            let developer = table.developer(rank);
+            let developer = table.developer(key.developer);
             let digest = reference_digest(developer, transaction.pay_method, reference);
             keys.references.push(reference_key(digest, position(index)?));
         }
@@ -220,8 +251,7 @@ fn check_shared_digests(
             group.iter().filter_map(|key| shared[&reference_position(key)]).collect();
         for (index, first) in transactions.iter().enumerate() {
             for second in &transactions[index + 1..] {
-                let same_developer =
-                    table.developer(table.rank(first)?) == table.developer(table.rank(second)?);
+                let same_developer = table.key(first)?.developer == table.key(second)?.developer;
                 if same_developer
                     && first.pay_method == second.pay_method
                     && first.refer_trans_id() == second.refer_trans_id()
@@ -264,7 +294,7 @@ fn by_account(
     }
     let mut start = 0;
     let mut lists = Vec::new();
-    for (end, (account, _)) in next.into_iter().zip(&table.accounts) {
+    for (end, account) in next.into_iter().zip(&table.accounts) {
         if end > start {
             lists.push((*account, PostingList::from_positions(&positions[start..end])));
         }
@@ -280,13 +310,15 @@ fn by_developer(
     ranks: &[Vec<u32>],
     table: &AccountTable,
 ) -> Result<OrdMap<Sid, Vector<u32>>, String> {
-    let mut by_developer: HashMap<Sid, Vector<u32>, BuildHasherDefault<SidHasher>> =
-        HashMap::default();
+    let mut by_number: Vec<Vector<u32>> = vec![Vector::new(); table.developers.len()];
     for (index, (_, rank)) in ranked(runs, ranks).enumerate() {
-        let developer = table.developer(rank);
-        by_developer.entry(developer).or_default().push_back(position(index)?);
+        by_number[table.developer_number(rank) as usize].push_back(position(index)?);
     }
-    let mut by_developer: Vec<(Sid, Vector<u32>)> = by_developer.into_iter().collect();
+    let mut by_developer: Vec<(Sid, Vector<u32>)> = (0..)
+        .zip(by_number)
+        .filter(|(_, positions)| !positions.is_empty())
+        .map(|(number, positions)| (table.developer(number), positions))
+        .collect();
     by_developer.sort_unstable_by_key(|(sid, _)| *sid);
     Ok(by_developer.into_iter().collect())
 }
