@@ -513,3 +513,56 @@ fn decode_rejects_account_under_another_sid() {
     let result = result.expect("the decode returns instead of panicking");
     assert!(matches!(result, Err(SnapshotError::Inconsistent(_))), "swapped records: {result:?}");
 }
+
+#[test]
+fn developers_round_trip() {
+    // Three developers whose sub-accounts interleave in sid order, one of
+    // them without postings, and references used by two developers.
+    let mut ledger = Ledger::new();
+    let developers: Vec<Sid> = (0..3).map(|_| Sid::generate(SidKind::Developer)).collect();
+    for (index, developer) in developers.iter().enumerate() {
+        let created = DeveloperCreated {
+            sid: *developer,
+            name: format!("Developer {index}"),
+            api_key_sha256: "00".repeat(32),
+        };
+        ledger.fold(Actor::Platform, Event::DeveloperCreated(created));
+    }
+    let mut accounts = Vec::new();
+    for index in 0..12 {
+        let account = Sid::generate(SidKind::Account);
+        let developer = developers[index % 3];
+        let created = sub_account_created(account, developer, &format!("other{index}"));
+        ledger.fold(Actor::Developer(developer), Event::SubAccountCreated(created));
+        accounts.push((account, developer));
+    }
+    // Each reference is unique within a developer and used by both
+    // developers with postings.
+    for round in 0..5 {
+        for (index, (account, developer)) in accounts.iter().enumerate() {
+            if *developer == developers[2] {
+                continue;
+            }
+            let balance = ledger.state.accounts[account].balance;
+            let reference = format!("SHARED-{round}-{}", index / 3);
+            let sid = Sid::generate(SidKind::Transaction);
+            let after = balance + Decimal::ONE;
+            let posting = top_up(sid, *account, *developer, Decimal::ONE, after, Some(&reference));
+            ledger.fold(Actor::Developer(*developer), Event::BalanceToppedUp(posting));
+        }
+    }
+    ledger.post();
+    let state = ledger.state;
+    assert_eq!(state.developer_transactions.len(), 3, "postings by three developers");
+
+    let decoded = State::decode(&state.encode_sections(5)).expect("decodes");
+    assert_eq!(decoded.developer_transactions, state.developer_transactions, "by developer");
+    assert_eq!(decoded.references, state.references, "references");
+    assert_eq!(decoded, state, "whole state");
+    for developer in &developers[..2] {
+        let found = decoded.find_reference(*developer, 4, "SHARED-4-3").map(|found| found.sid());
+        let expected = state.find_reference(*developer, 4, "SHARED-4-3").map(|found| found.sid());
+        assert!(found.is_some(), "each developer has its own SHARED-4-3");
+        assert_eq!(found, expected, "the same posting for its developer");
+    }
+}
