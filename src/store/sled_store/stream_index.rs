@@ -178,26 +178,22 @@ impl StreamIndex {
     }
 }
 
-/// A sequence number per event, kept in pages of `PAGE_EVENTS`, so that
-/// the index grows without copying what it contains and a write never waits
-/// for a copy of millions of values.
+/// A sequence number per event, kept in pages of up to `PAGE_EVENTS`. A
+/// page grows by doubling, so a small log takes little memory, and a
+/// growing index never copies more than one page while a write waits.
 #[derive(Default)]
 struct Predecessors {
     pages: Vec<Vec<u64>>,
 }
 
-/// 512 KiB per page.
+/// 512 KiB in a full page.
 const PAGE_EVENTS: usize = 1 << 16;
 
 impl Predecessors {
     fn push(&mut self, value: u64) {
         match self.pages.last_mut() {
             Some(page) if page.len() < PAGE_EVENTS => page.push(value),
-            _ => {
-                let mut page = Vec::with_capacity(PAGE_EVENTS);
-                page.push(value);
-                self.pages.push(page);
-            }
+            _ => self.pages.push(vec![value]),
         }
     }
 
@@ -291,6 +287,8 @@ mod tests {
         let mut index = filled(&streams);
         index.shrink_to_fit();
         assert_eq!(index.previous.pages.len(), 2, "the events fill more than one page");
+        let full = index.previous.pages[0].capacity();
+        assert_eq!(full, PAGE_EVENTS, "a full page has grown to the page size and no further");
         let expected = |stream: Sid| -> Vec<u64> {
             (1..).zip(&streams).filter(|(_, s)| **s == stream).map(|(seq, _)| seq).collect()
         };
