@@ -77,7 +77,8 @@ pub enum KeyError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
     "password could not be decrypted: it must be base64 of a 12-byte nonce followed by \
-     AES-256-GCM ciphertext and tag under the server's key"
+     AES-256-GCM ciphertext and tag under the server's key, or be sent with encrypt_type 0 \
+     as plain text"
 )]
 pub struct DecryptError;
 
@@ -285,6 +286,14 @@ mod tests {
         for (case, input) in cases {
             assert_eq!(decrypt_password(&key, &input), Err(DecryptError), "case {case}");
         }
+    }
+
+    #[test]
+    fn decrypt_error_names_plain_text_option() {
+        // PUT routes default to encrypt_type 1, so the message tells a client
+        // that sent a plain password there how to send it as plain text.
+        let message = DecryptError.to_string();
+        assert!(message.contains("encrypt_type 0"), "names encrypt_type 0: {message}");
     }
 
     #[test]
