@@ -96,6 +96,17 @@ struct Cli {
     command: Commands,
 }
 
+/// Parses `--workers`. clap's ranged parser would report a 0 as "not in
+/// 1..18446744073709551615", so this one states the rule instead.
+fn parse_workers(text: &str) -> Result<usize, String> {
+    let workers: usize =
+        text.parse().map_err(|_| "the number of workers must be a positive integer".to_string())?;
+    if workers == 0 {
+        return Err("the number of workers must be at least 1".to_string());
+    }
+    Ok(workers)
+}
+
 #[derive(Subcommand)]
 enum Commands {
     /// Serve the REST API.
@@ -117,7 +128,7 @@ enum Commands {
         #[arg(long, default_value_t = SNAPSHOT_INTERVAL_EVENTS_DEFAULT)]
         snapshot_interval: u64,
         /// HTTP worker threads, at least 1 (default: one per CPU core).
-        #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        #[arg(long, value_parser = parse_workers)]
         workers: Option<usize>,
     },
     /// Check a stopped service's data directory and print a summary.
@@ -401,5 +412,40 @@ mod tests {
         let after = dirty_pages();
         assert!(before >= 1024, "dirty pages before the purge: {before}");
         assert!(after < before / 2, "dirty pages from {before} to {after}");
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::Parser;
+
+    use super::{Cli, Commands};
+
+    fn serve_workers(arguments: &[&str]) -> Result<Option<usize>, String> {
+        let cli = Cli::try_parse_from(arguments).map_err(|error| error.to_string())?;
+        match cli.command {
+            Commands::Serve { workers, .. } => Ok(workers),
+            _ => Err("not the serve command".to_string()),
+        }
+    }
+
+    #[test]
+    fn workers_zero_states_minimum() {
+        let error =
+            serve_workers(&["subledger", "serve", "--workers", "0"]).expect_err("0 workers");
+        assert!(error.contains("at least 1"), "states the minimum: {error}");
+        assert!(!error.contains("18446744073709551615"), "no integer limit: {error}");
+    }
+
+    #[test]
+    fn workers_not_a_number_rejected() {
+        let error = serve_workers(&["subledger", "serve", "--workers", "two"]).expect_err("text");
+        assert!(error.contains("positive integer"), "names the expected form: {error}");
+    }
+
+    #[test]
+    fn workers_accepted_or_defaulted() {
+        assert_eq!(serve_workers(&["subledger", "serve", "--workers", "3"]), Ok(Some(3)));
+        assert_eq!(serve_workers(&["subledger", "serve"]), Ok(None));
     }
 }
