@@ -292,11 +292,17 @@ fn log_recovered(recovered: &Recovered, elapsed: std::time::Duration) {
             elapsed_ms,
             "projections rebuilt from a projection snapshot and the events after it"
         ),
-        None => tracing::info!(
+        None if recovered.snapshots_unusable => tracing::info!(
             last_seq,
             replayed_events,
             elapsed_ms,
             "projections rebuilt by a full replay of the log, because no projection snapshot was usable"
+        ),
+        None => tracing::info!(
+            last_seq,
+            replayed_events,
+            elapsed_ms,
+            "projections rebuilt by a full replay of the log, which has no projection snapshot yet"
         ),
     }
 }

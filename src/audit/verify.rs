@@ -23,12 +23,12 @@ use rust_decimal::Decimal;
 
 use crate::audit::chain::{Break, ChainReader, ScanError};
 use crate::audit::progress::Progress;
-use crate::audit::{open_data_dir, Output, Verdict};
+use crate::audit::{log_dir, open_data_dir, Output, Verdict};
 use crate::domain::events::{BalancePosted, Event};
 use crate::domain::ids::Sid;
 use crate::domain::money::{checked_add, format_amount, Currency};
 use crate::projection::{subaccount_ledger_name, SnapshotError, State};
-use crate::store::{ChainHead, EventStore, RawEvent, StoredSnapshot};
+use crate::store::{ChainHead, EventStore, RawEvent, SnapshotFile, StoredSnapshot};
 
 /// A projection snapshot whose state equals the replayed state.
 struct SnapshotCheck {
@@ -44,6 +44,8 @@ struct Replay {
     /// Snapshots still to compare, oldest first.
     pending_snapshots: Vec<StoredSnapshot>,
     checked_snapshots: Vec<SnapshotCheck>,
+    /// The snapshot files in the data directory, readable or not.
+    snapshot_files: usize,
 }
 
 /// Event hashes recorded by an earlier run, by sequence number.
@@ -78,6 +80,7 @@ pub fn run(data_dir: &Path, anchors: &[String]) -> anyhow::Result<Verdict> {
     let anchors = parse_anchors(anchors)?;
     let store = open_data_dir(data_dir)?;
     let head = store.head();
+    let snapshot_files = SnapshotFile::list(&log_dir(data_dir))?.len();
     let mut snapshots: Vec<_> = store.snapshots()?.collect();
     snapshots.sort_by_key(|snapshot| snapshot.seq);
 
@@ -86,6 +89,7 @@ pub fn run(data_dir: &Path, anchors: &[String]) -> anyhow::Result<Verdict> {
     let mut replay = Replay {
         state: State::default(),
         streams: HashMap::new(),
+        snapshot_files,
         pending_snapshots: snapshots,
         checked_snapshots: Vec::new(),
     };
@@ -395,7 +399,10 @@ fn write_summary(
         )?;
     }
     if replay.checked_snapshots.is_empty() && failure.is_none() {
-        writeln!(out, "snapshot        none readable")?;
+        match replay.snapshot_files {
+            0 => writeln!(out, "snapshot        none yet")?,
+            _ => writeln!(out, "snapshot        none readable")?,
+        }
     }
 
     match failure {

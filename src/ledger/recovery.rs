@@ -41,6 +41,9 @@ pub struct Recovered {
     pub state: State,
     pub snapshot_seq: Option<u64>,
     pub replayed_events: u64,
+    /// Whether a full replay found projection snapshots and could use none.
+    /// A log without any, such as a new one, replays in full without this.
+    pub snapshots_unusable: bool,
 }
 
 /// The newest projection snapshot that decodes, read before the log was
@@ -114,11 +117,13 @@ pub fn recover_with(
             return Ok(recovered);
         }
     }
+    let mut snapshots_unusable = preloaded.oldest_tried.is_some();
     let snapshots = match preloaded.oldest_tried {
         Some(seq) => store.snapshots_below(seq)?,
         None => store.snapshots()?,
     };
     for snapshot in snapshots {
+        snapshots_unusable = true;
         if snapshot.seq > store.head().seq {
             // Checked before decoding, because a large snapshot takes long
             // to decode.
@@ -135,7 +140,7 @@ pub fn recover_with(
         }
     }
     let (state, replayed_events) = replay_all(store)?;
-    Ok(Recovered { state, snapshot_seq: None, replayed_events })
+    Ok(Recovered { state, snapshot_seq: None, replayed_events, snapshots_unusable })
 }
 
 /// Folds the whole log into a new state. The fold builds the posting
@@ -248,7 +253,13 @@ fn start_from_snapshot(
     };
     match replay_tail(store, state, prev_hash) {
         Ok((state, replayed_events)) => {
-            Ok(Some(Recovered { state, snapshot_seq: Some(seq), replayed_events }))
+            let snapshots_unusable = false;
+            Ok(Some(Recovered {
+                state,
+                snapshot_seq: Some(seq),
+                replayed_events,
+                snapshots_unusable,
+            }))
         }
         Err(error) => {
             tracing::warn!(snapshot_seq = seq, %error, "replay after projection snapshot failed; trying an older start");
@@ -770,6 +781,7 @@ mod tests {
         let recovered = recover(&store).expect("recover the log");
         assert_eq!(recovered.state, state, "recover gives the same state");
         assert_eq!(recovered.snapshot_seq, None, "no snapshot exists");
+        assert!(!recovered.snapshots_unusable, "no snapshot to skip");
     }
 
     /// The developer and the sub-account of `repeated_reference_log`.
@@ -887,6 +899,20 @@ mod tests {
         let recovered = recover_with(&store, preloaded).expect("recover");
         assert_eq!(recovered.snapshot_seq, Some(300), "starts from 300");
         assert_eq!(recovered.replayed_events, EVENTS - 300, "replays from 300");
+    }
+
+    #[test]
+    fn only_unusable_snapshots_reported() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = store_with_snapshots(dir.path(), &[]);
+        store.save_snapshot(700, &mut |out| out.write_all(b"not a snapshot")).expect("save");
+        let preloaded = preload_snapshot(SnapshotFile::list(dir.path()).expect("list"));
+        assert!(preloaded.snapshot.is_none(), "nothing decodes");
+        let recovered = recover_with(&store, preloaded).expect("recover");
+        assert_eq!(recovered.snapshot_seq, None, "a full replay");
+        assert!(recovered.snapshots_unusable, "with preloading");
+        let recovered = recover(&store).expect("recover without preloading");
+        assert!(recovered.snapshots_unusable, "without preloading");
     }
 
     #[test]
@@ -1257,6 +1283,7 @@ mod tests {
         assert!(preloaded.snapshot.is_none(), "no snapshot to preload");
         let recovered = recover_with(&store, preloaded).expect("recover");
         assert_eq!(recovered.snapshot_seq, None, "a full replay");
+        assert!(!recovered.snapshots_unusable, "no snapshot to skip");
         assert_eq!(recovered.replayed_events, EVENTS, "every event");
     }
 }

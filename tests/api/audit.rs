@@ -127,6 +127,8 @@ fn edit_event(data_dir: &Path, seq: u64, edit: impl FnOnce(&mut Vec<u8>)) {
 #[tokio::test]
 async fn verify_passes_intact_log() {
     let mut server = Server::start().await;
+    let line = rebuilt_line(&server.logs());
+    assert!(line.contains("no projection snapshot yet"), "a new log has none: {line}");
     let (developer, _) = ledger_with_postings(&server).await;
     server.account(&developer, "audit02").await;
     server.stop();
@@ -138,6 +140,7 @@ async fn verify_passes_intact_log() {
     assert_eq!(summary_value(&run.stdout, "events"), format!("{events} of {events}"), "events");
     assert_eq!(summary_value(&run.stdout, "accounts"), "2", "accounts");
     assert_eq!(summary_value(&run.stdout, "transactions"), "3", "transactions");
+    assert_eq!(summary_value(&run.stdout, "snapshot"), "none yet", "no snapshot at this size");
     assert_eq!(summary_value(&run.stdout, "ledger sum"), "0.00 SGD", "ledger sum");
     let state_hash = summary_value(&run.stdout, "state hash");
     assert_eq!(state_hash.len(), 64, "state hash is SHA-256 hex: {state_hash}");
@@ -583,6 +586,7 @@ async fn snapshot_start_matches_full_replay() {
     let line = rebuilt_line(&logs);
     assert_eq!(log_field(&line, "snapshot_seq"), None, "full replay: {line}");
     assert!(line.contains("by a full replay"), "names the full replay: {line}");
+    assert!(line.contains("no projection snapshot was usable"), "names the cause: {line}");
     assert_eq!(log_field(&line, "replayed_events").as_deref(), Some("11"), "all events: {line}");
     assert_eq!(server.start_state_hash().await, full_replay, "hash after full replay");
 }
