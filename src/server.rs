@@ -217,6 +217,17 @@ fn finish_preload(preload: Option<std::thread::JoinHandle<Preloaded>>) -> Preloa
 /// Runs the service until SIGTERM or SIGINT.
 pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     check_keys_in_environment()?;
+    // The address is taken first, so that a port in use stops the start
+    // at once: before a replay that can take seconds, and before a new
+    // data directory or key files are made. Connections made before the
+    // projections are rebuilt wait in the kernel's queue until then.
+    let listener = std::net::TcpListener::bind(config.listen).with_context(|| {
+        format!(
+            "failed to listen on {}; stop the process that uses it or choose another address \
+             with --listen",
+            config.listen
+        )
+    })?;
     create_data_dir(&config.data_dir)?;
     let started = std::time::Instant::now();
     let preload = start_preload(&config.data_dir);
@@ -264,7 +275,7 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    let result = runtime.block_on(run_http(config, app_state));
+    let result = runtime.block_on(run_http(config, app_state, listener));
 
     // The HTTP server has stopped: stop the writer after the commands it
     // already has, so that every acknowledged write is durable.
@@ -307,7 +318,11 @@ fn log_recovered(recovered: &Recovered, elapsed: std::time::Duration) {
     }
 }
 
-async fn run_http(config: ServeConfig, app_state: web::Data<AppState>) -> anyhow::Result<()> {
+async fn run_http(
+    config: ServeConfig,
+    app_state: web::Data<AppState>,
+    listener: std::net::TcpListener,
+) -> anyhow::Result<()> {
     let http_metrics = web::Data::new(HttpMetrics::default());
     let server = HttpServer::new(move || {
         App::new()
@@ -319,7 +334,7 @@ async fn run_http(config: ServeConfig, app_state: web::Data<AppState>) -> anyhow
     })
     .workers(config.workers.max(1))
     .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)
-    .bind(config.listen)
+    .listen(listener)
     .with_context(|| format!("failed to listen on {}", config.listen))?;
     for address in server.addrs() {
         tracing::info!(addr = %address, data_dir = %config.data_dir.display(), "listening");

@@ -288,6 +288,31 @@ async fn blank_platform_key_rejected() {
     assert!(!directory.path().join("data").exists(), "nothing is written to the data directory");
 }
 
+#[tokio::test]
+async fn port_in_use_fails_first() {
+    let occupant = std::net::TcpListener::bind("127.0.0.1:0").expect("take a port");
+    let address = occupant.local_addr().expect("the taken address").to_string();
+    let directory = tempfile::tempdir().expect("create a temporary directory");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_subledger"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(directory.path().join("data"))
+        .args(["--listen", &address])
+        .env_remove("SUBLEDGER_PLATFORM_KEY")
+        .env_remove("SUBLEDGER_AES_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a server");
+    let exit = wait_for_exit(child, Duration::from_secs(30));
+
+    assert!(!exit.status.success(), "a port in use stops the start: {}", exit.stderr);
+    assert!(exit.stderr.contains(&address), "names the address: {}", exit.stderr);
+    assert!(exit.stderr.contains("--listen"), "names the option: {}", exit.stderr);
+    assert!(!directory.path().join("data").exists(), "no data directory is made");
+}
+
 /// A finished process's status and standard error.
 struct Exited {
     status: std::process::ExitStatus,
