@@ -202,6 +202,27 @@ fn start_preload(data_dir: &Path) -> Option<std::thread::JoinHandle<Preloaded>> 
     }
 }
 
+/// Connections that the kernel queues for the server to accept, as many
+/// as actix-web's own listeners queue (`HttpServer::backlog`).
+/// `std::net::TcpListener::bind` asks for 128 (rust-lang/rust#55614),
+/// which a burst of new clients can fill.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds `address` the way actix-web binds its own listeners, with
+/// `SO_REUSEADDR`, so that a restart need not wait for the connections
+/// of the previous process to time out.
+fn listen(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// Waits for the preload. A preload that panicked counts as none, so that
 /// recovery reads the snapshots itself.
 fn finish_preload(preload: Option<std::thread::JoinHandle<Preloaded>>) -> Preloaded {
@@ -221,7 +242,7 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // at once: before a replay that can take seconds, and before a new
     // data directory or key files are made. Connections made before the
     // projections are rebuilt wait in the kernel's queue until then.
-    let listener = std::net::TcpListener::bind(config.listen).with_context(|| {
+    let listener = listen(config.listen).with_context(|| {
         format!(
             "failed to listen on {}; stop the process that uses it or choose another address \
              with --listen",
