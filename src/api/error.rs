@@ -83,7 +83,8 @@ impl ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             codes::UNAUTHORIZED,
-            "authentication required: HTTP Basic with a developer sid and API key, or the platform key",
+            "missing or invalid credentials: send HTTP Basic with a developer sid and its API key, or \
+             the user platform and the platform key",
         )
     }
 
