@@ -223,6 +223,25 @@ fn listen(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Returns what to do when binding the listening address failed with
+/// `kind`. Only an address in use is fixed by stopping another process.
+fn listen_hint(kind: std::io::ErrorKind) -> &'static str {
+    match kind {
+        std::io::ErrorKind::AddrInUse => {
+            "stop the process that uses it or choose another address with --listen"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need CAP_NET_BIND_SERVICE unless the system lowers that \
+             limit; choose a port of 1024 or above with --listen"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "the IP address is not one of this host's; choose a local address, such as \
+             127.0.0.1 or 0.0.0.0, with --listen"
+        }
+        _ => "choose another address with --listen",
+    }
+}
+
 /// Waits for the preload. A preload that panicked counts as none, so that
 /// recovery reads the snapshots itself.
 fn finish_preload(preload: Option<std::thread::JoinHandle<Preloaded>>) -> Preloaded {
@@ -242,12 +261,9 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // at once: before a replay that can take seconds, and before a new
     // data directory or key files are made. Connections made before the
     // projections are rebuilt wait in the kernel's queue until then.
-    let listener = listen(config.listen).with_context(|| {
-        format!(
-            "failed to listen on {}; stop the process that uses it or choose another address \
-             with --listen",
-            config.listen
-        )
+    let listener = listen(config.listen).map_err(|error| {
+        let hint = listen_hint(error.kind());
+        anyhow::Error::new(error).context(format!("failed to listen on {}; {hint}", config.listen))
     })?;
     create_data_dir(&config.data_dir)?;
     let started = std::time::Instant::now();
@@ -396,6 +412,22 @@ mod tests {
         assert!(error.to_string().contains("/data/aes.key"), "names the file: {error}");
         let key = AesKey::generate().to_base64();
         assert!(parse_aes_key(&key, AES_KEY_ENV).is_ok(), "a generated key parses");
+    }
+
+    #[test]
+    fn listen_hint_matches_error() {
+        let in_use = listen_hint(std::io::ErrorKind::AddrInUse);
+        assert!(in_use.contains("stop the process"), "a port in use: {in_use}");
+        let cases = [
+            (std::io::ErrorKind::PermissionDenied, "CAP_NET_BIND_SERVICE"),
+            (std::io::ErrorKind::AddrNotAvailable, "local address"),
+        ];
+        for (kind, expected) in cases {
+            let hint = listen_hint(kind);
+            assert!(hint.contains(expected), "{kind:?}: {hint}");
+            assert!(!hint.contains("stop the process"), "{kind:?} blames another process: {hint}");
+            assert!(hint.contains("--listen"), "{kind:?} names the option: {hint}");
+        }
     }
 
     #[test]
