@@ -325,9 +325,9 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     result
 }
 
-/// Logs how the start rebuilt the projections. Both messages begin with
-/// "projections rebuilt", and only a start from a snapshot has the field
-/// `snapshot_seq`.
+/// Logs how the start rebuilt the projections. All three messages begin
+/// with "projections rebuilt", and only a start from a snapshot has the
+/// field `snapshot_seq`.
 fn log_recovered(recovered: &Recovered, elapsed: std::time::Duration) {
     let last_seq = recovered.state.last_seq;
     let replayed_events = recovered.replayed_events;
