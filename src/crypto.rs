@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn decrypt_error_names_plain_text_option() {
-        // PUT routes default to encrypt_type 1, so the message tells a client
+        // PUT routes default to encrypt_type 1, so the message shows a client
         // that sent a plain password there how to send it as plain text.
         let message = DecryptError.to_string();
         assert!(message.contains("encrypt_type 0"), "names encrypt_type 0: {message}");

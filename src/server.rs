@@ -204,7 +204,7 @@ fn start_preload(data_dir: &Path) -> Option<std::thread::JoinHandle<Preloaded>> 
 
 /// Connections that the kernel queues for the server to accept, as many
 /// as actix-web's own listeners queue (`HttpServer::backlog`).
-/// `std::net::TcpListener::bind` asks for 128 (rust-lang/rust#55614),
+/// `std::net::TcpListener::bind` requests 128 (rust-lang/rust#55614),
 /// which a burst of new clients can fill.
 const LISTEN_BACKLOG: i32 = 1024;
 

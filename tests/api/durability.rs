@@ -268,19 +268,7 @@ async fn second_server_same_data_dir() {
 #[tokio::test]
 async fn blank_platform_key_rejected() {
     let directory = tempfile::tempdir().expect("create a temporary directory");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_subledger"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(directory.path().join("data"))
-        .args(["--listen", "127.0.0.1:0"])
-        .env("SUBLEDGER_PLATFORM_KEY", " ".repeat(20))
-        .env_remove("SUBLEDGER_AES_KEY")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start a server");
-    let exit = wait_for_exit(child, Duration::from_secs(30));
+    let exit = failed_start(&directory.path().join("data"), "127.0.0.1:0", &" ".repeat(20));
 
     assert!(!exit.status.success(), "a blank platform key stops the start: {}", exit.stderr);
     assert!(exit.stderr.contains("must be at least 16 characters"), "says why: {}", exit.stderr);
@@ -293,24 +281,32 @@ async fn port_in_use_fails_first() {
     let occupant = std::net::TcpListener::bind("127.0.0.1:0").expect("take a port");
     let address = occupant.local_addr().expect("the taken address").to_string();
     let directory = tempfile::tempdir().expect("create a temporary directory");
+    let valid_key = "a-platform-key-of-valid-length";
+    let exit = failed_start(&directory.path().join("data"), &address, valid_key);
+
+    assert!(!exit.status.success(), "a port in use stops the start: {}", exit.stderr);
+    assert!(exit.stderr.contains(&address), "names the address: {}", exit.stderr);
+    assert!(exit.stderr.contains("--listen"), "names the option: {}", exit.stderr);
+    assert!(!directory.path().join("data").exists(), "no data directory is made");
+}
+
+/// Runs `subledger serve` on `data_dir` and `listen` with `platform_key`
+/// and no AES key in its environment, for a start that is expected to
+/// fail, and returns how it exited.
+fn failed_start(data_dir: &std::path::Path, listen: &str, platform_key: &str) -> Exited {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_subledger"))
         .arg("serve")
         .arg("--data-dir")
-        .arg(directory.path().join("data"))
-        .args(["--listen", &address])
-        .env_remove("SUBLEDGER_PLATFORM_KEY")
+        .arg(data_dir)
+        .args(["--listen", listen])
+        .env("SUBLEDGER_PLATFORM_KEY", platform_key)
         .env_remove("SUBLEDGER_AES_KEY")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start a server");
-    let exit = wait_for_exit(child, Duration::from_secs(30));
-
-    assert!(!exit.status.success(), "a port in use stops the start: {}", exit.stderr);
-    assert!(exit.stderr.contains(&address), "names the address: {}", exit.stderr);
-    assert!(exit.stderr.contains("--listen"), "names the option: {}", exit.stderr);
-    assert!(!directory.path().join("data").exists(), "no data directory is made");
+    wait_for_exit(child, Duration::from_secs(30))
 }
 
 /// A finished process's status and standard error.
