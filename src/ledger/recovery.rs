@@ -43,6 +43,8 @@ pub struct Recovered {
     pub replayed_events: u64,
     /// Whether a full replay found projection snapshots and could use none.
     /// A log without any, such as a new one, replays in full without this.
+    /// NOTE: `recover` without a preload does not count files whose header
+    /// is unreadable, since `EventStore::snapshots` skips them with a warning.
     pub snapshots_unusable: bool,
 }
 
