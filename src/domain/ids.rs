@@ -240,9 +240,38 @@ fn parse_hex_u64(digits: &[u8]) -> Option<u64> {
     (invalid == 0).then_some(value)
 }
 
+/// The text form of an id, in a buffer on the stack. It is written without
+/// the formatting machinery, because a posting's event body, its response
+/// and its log line each contain several ids. In a profile of the writer
+/// thread, serializing ids through `write!` with two `{:016x}` took about
+/// a sixth of the time of encoding a posting's body.
+pub struct SidText([u8; SID_CHARS]);
+
+impl SidText {
+    pub fn as_str(&self) -> &str {
+        // The buffer contains two ASCII prefix letters and ASCII hex digits.
+        std::str::from_utf8(&self.0).expect("an id's text is ASCII")
+    }
+}
+
+impl Sid {
+    /// Returns the text form, as `Display` writes it.
+    pub fn text(self) -> SidText {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0; SID_CHARS];
+        text[..2].copy_from_slice(self.kind.prefix().as_bytes());
+        for (digits, half) in text[2..].chunks_exact_mut(16).zip([self.high, self.low]) {
+            for (index, byte) in digits.iter_mut().enumerate() {
+                *byte = DIGITS[((half >> (60 - 4 * index)) & 0xf) as usize];
+            }
+        }
+        SidText(text)
+    }
+}
+
 impl fmt::Display for Sid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{:016x}{:016x}", self.kind.prefix(), self.high, self.low)
+        f.write_str(self.text().as_str())
     }
 }
 
@@ -267,7 +296,7 @@ pub struct InvalidSid;
 impl Serialize for Sid {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if serializer.is_human_readable() {
-            serializer.collect_str(self)
+            serializer.serialize_str(self.text().as_str())
         } else {
             (self.kind as u8, self.high, self.low).serialize(serializer)
         }
@@ -377,6 +406,30 @@ mod tests {
         assert_eq!(after_last(10, 3, 0), 11, "a smaller id steps past by at least 1");
         assert_eq!(after_last(10, 3, u32::MAX), 10 + (1 << 32), "at most 2^32");
         assert_eq!(after_last(u128::MAX, 5, 0), 5, "no id above the largest");
+    }
+
+    #[test]
+    fn text_matches_hex_format() {
+        let values =
+            [0, 1, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210, u128::MAX, 1 << 64, (1 << 64) - 1];
+        let kinds = [
+            SidKind::Developer,
+            SidKind::Account,
+            SidKind::SipAccount,
+            SidKind::SipAlias,
+            SidKind::Transaction,
+        ];
+        for (value, kind) in values.into_iter().zip(kinds.into_iter().cycle()) {
+            let sid = Sid::new(kind, value);
+            let expected = format!("{}{value:032x}", kind.prefix());
+            assert_eq!(sid.text().as_str(), expected);
+            assert_eq!(sid.to_string(), expected);
+            assert_eq!(
+                serde_json::to_string(&sid).expect("an id serializes"),
+                format!("\"{expected}\"")
+            );
+            assert_eq!(Sid::parse(&expected), Some(sid));
+        }
     }
 
     #[test]

@@ -112,16 +112,26 @@ pub fn format_amount(amount: Decimal) -> String {
         .round_dp_with_strategy(AMOUNT_SCALE_MAX, RoundingStrategy::MidpointAwayFromZero)
         .normalize();
     let scale = rounded.scale() as usize;
-
-    // The digits of |mantissa|, left-padded so that at least one integer digit
-    // precedes the `scale` fraction digits.
     let digits = rounded.mantissa().unsigned_abs().to_string();
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (integer_part, fraction_part) = padded.split_at(padded.len() - scale);
-
+    // One string, written in place: every posting's response contains three
+    // amounts, and each padding `format!` allocated a string of its own.
+    let mut text = String::with_capacity(digits.len() + scale + FORMAT_SCALE_MIN + 2);
     // A negative zero has mantissa 0, so it gets no sign here.
-    let sign = if rounded.mantissa() < 0 { "-" } else { "" };
-    format!("{sign}{integer_part}.{fraction_part:0<FORMAT_SCALE_MIN$}")
+    if rounded.mantissa() < 0 {
+        text.push('-');
+    }
+    // The last `scale` digits of |mantissa| are the fraction. At least one
+    // integer digit precedes them, and zeros fill the front of the fraction.
+    let integer_digits = digits.len().saturating_sub(scale);
+    if integer_digits == 0 {
+        text.push('0');
+    }
+    text.push_str(&digits[..integer_digits]);
+    text.push('.');
+    text.extend(std::iter::repeat_n('0', scale.saturating_sub(digits.len())));
+    text.push_str(&digits[integer_digits..]);
+    text.extend(std::iter::repeat_n('0', FORMAT_SCALE_MIN.saturating_sub(scale)));
+    text
 }
 
 /// Formats a balance as existing clients read it, with the currency before the amount.
@@ -141,10 +151,17 @@ pub fn format_balance(amount: Decimal, currency: Currency) -> String {
         None => ("", formatted.as_str()),
     };
 
+    let mut text = String::with_capacity(formatted.len() + 5);
+    text.push_str(sign);
     match currency.symbol() {
-        Some(symbol) => format!("{sign}{symbol}{magnitude}"),
-        None => format!("{sign}{} {magnitude}", currency.code()),
+        Some(symbol) => text.push_str(symbol),
+        None => {
+            text.push_str(currency.code());
+            text.push(' ');
+        }
     }
+    text.push_str(magnitude);
+    text
 }
 
 /// Adds two amounts and returns `None` if the sum overflows `Decimal`.
@@ -524,6 +541,28 @@ mod tests {
         ];
         for (amount, expected) in cases {
             assert_eq!(format_amount(*amount), *expected, "format of {amount:?}");
+        }
+    }
+
+    /// Formats as `format_amount` did before, with padding `format!`s.
+    fn format_amount_by_padding(amount: Decimal) -> String {
+        let rounded = amount
+            .round_dp_with_strategy(AMOUNT_SCALE_MAX, RoundingStrategy::MidpointAwayFromZero)
+            .normalize();
+        let scale = rounded.scale() as usize;
+        let digits = rounded.mantissa().unsigned_abs().to_string();
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (integer_part, fraction_part) = padded.split_at(padded.len() - scale);
+        let sign = if rounded.mantissa() < 0 { "-" } else { "" };
+        format!("{sign}{integer_part}.{fraction_part:0<FORMAT_SCALE_MIN$}")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn format_amount_matches_old(mantissa in proptest::prelude::any::<i64>(), wide in proptest::prelude::any::<bool>(), scale in 0u32..=28) {
+            let mantissa = if wide { i128::from(mantissa) << 32 } else { i128::from(mantissa) };
+            let amount = Decimal::from_i128_with_scale(mantissa, scale);
+            proptest::prop_assert_eq!(format_amount(amount), format_amount_by_padding(amount));
         }
     }
 
