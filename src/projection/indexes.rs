@@ -19,13 +19,13 @@ use super::parallel::{run_jobs, Job};
 use crate::domain::ids::{Sid, SidBits, SidHasher, SidKind};
 use crate::projection::keys::{reference_digest, reference_key, reference_position, ReferenceKey};
 use crate::projection::{
-    Account, PostingList, PostingOrder, SortedRunMap, SortedRunSet, Transaction,
+    Account, LayeredSet, PostingList, PostingOrder, SortedRunMap, Transaction,
 };
 
 /// The indexes that `State` keeps over `transaction_order`.
 pub(super) struct Indexes {
     pub transactions: SortedRunMap<SidBits, u32>,
-    pub references: SortedRunSet<ReferenceKey>,
+    pub references: LayeredSet<ReferenceKey>,
     pub account_transactions: SortedRunMap<Sid, PostingList>,
     pub developer_transactions: OrdMap<Sid, Vector<u32>>,
 }
@@ -33,7 +33,7 @@ pub(super) struct Indexes {
 /// The result of one index job.
 enum Built {
     Transactions(SortedRunMap<SidBits, u32>),
-    References(SortedRunSet<ReferenceKey>),
+    References(LayeredSet<ReferenceKey>),
     Accounts(SortedRunMap<Sid, PostingList>),
     Developers(OrdMap<Sid, Vector<u32>>),
 }
@@ -136,7 +136,7 @@ pub(super) fn build(
     ];
     let mut indexes = Indexes {
         transactions: SortedRunMap::default(),
-        references: SortedRunSet::default(),
+        references: LayeredSet::default(),
         account_transactions: SortedRunMap::default(),
         developer_transactions: OrdMap::new(),
     };
@@ -203,7 +203,7 @@ fn by_reference(
     runs: &[PostingOrder],
     sections: Vec<Vec<ReferenceKey>>,
     table: &AccountTable,
-) -> Result<SortedRunSet<ReferenceKey>, String> {
+) -> Result<LayeredSet<ReferenceKey>, String> {
     let count = sections.iter().map(Vec::len).sum();
     let mut references: Vec<ReferenceKey> = Vec::with_capacity(count);
     let mut first = 0;
@@ -215,7 +215,7 @@ fn by_reference(
     }
     references.sort_unstable();
     check_shared_digests(runs, table, &references)?;
-    SortedRunSet::from_sorted(references).map_err(|key| {
+    LayeredSet::from_sorted(references).map_err(|key| {
         format!("the posting at position {} is listed twice", reference_position(&key))
     })
 }

@@ -20,6 +20,7 @@ mod bulk_props_tests;
 mod fold_paths_tests;
 mod indexes;
 pub mod keys;
+pub mod layered_set;
 pub mod model;
 mod parallel;
 pub mod posting_list;
@@ -49,6 +50,7 @@ use sorted_run::StagedView;
 
 pub use bulk::BulkFold;
 pub use keys::{LedgerAccount, ReferenceKey};
+pub use layered_set::LayeredSet;
 pub use model::{
     Account, Developer, IdempotentRequest, PostingType, SipAccount, SipAlias, Transaction,
     TransactionFields,
@@ -56,7 +58,7 @@ pub use model::{
 pub use posting_list::PostingList;
 pub use posting_order::PostingOrder;
 pub use snapshot::SnapshotError;
-pub use sorted_run::{SortedRunMap, SortedRunSet};
+pub use sorted_run::SortedRunMap;
 
 /// The key of a SIP name: the lower-case domain and the folded name. SIP ids
 /// and aliases share one namespace per domain.
@@ -104,7 +106,8 @@ pub struct State {
     pub transaction_order: PostingOrder,
     /// Positions in `transaction_order` by sid, without the sid's kind,
     /// read through `transaction`. A snapshot start builds it, and
-    /// `references`, as a sorted run in one pass (see `sorted_run`).
+    /// `references`, as sorted runs in one pass (see `sorted_run` and
+    /// `layered_set`).
     #[serde(skip)]
     pub transactions: SortedRunMap<SidBits, u32>,
     /// Each sub-account's transactions in posting order, as positions in
@@ -117,7 +120,7 @@ pub struct State {
     pub developer_transactions: OrdMap<Sid, Vector<u32>>,
     /// Transactions by `refer_trans_id`, read through `find_reference`.
     #[serde(skip)]
-    pub references: SortedRunSet<ReferenceKey>,
+    pub references: LayeredSet<ReferenceKey>,
     /// `Idempotency-Key` by actor and key.
     pub idempotency: OrdMap<Arc<IdempotencyKey>, Arc<IdempotentRequest>>,
     /// Balance of every ledger account (sub-accounts and contra accounts) by

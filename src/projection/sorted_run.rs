@@ -620,66 +620,6 @@ where
     }
 }
 
-/// A sorted set in the two layers of `SortedRunMap`.
-#[derive(Clone)]
-pub struct SortedRunSet<K>(SortedRunMap<K, ()>);
-
-impl<K: Ord + Hash + Clone> SortedRunSet<K> {
-    /// Builds a set from keys in strictly increasing order, as
-    /// `SortedRunMap::from_sorted` builds a map.
-    pub fn from_sorted(keys: Vec<K>) -> Result<SortedRunSet<K>, K> {
-        let entries = keys.into_iter().map(|key| (key, ())).collect();
-        SortedRunMap::from_sorted(entries).map(SortedRunSet)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn contains(&self, key: &K) -> bool {
-        self.0.contains_key(key)
-    }
-
-    /// Adds a key and returns whether it was new.
-    pub fn insert(&mut self, key: K) -> bool {
-        self.0.insert(key, ()).is_none()
-    }
-
-    /// Returns the keys in increasing order.
-    pub fn iter(&self) -> impl Iterator<Item = &K> {
-        self.0.iter().map(|(key, _)| key)
-    }
-
-    /// Returns the keys at or above `start`, in increasing order.
-    pub fn range_from(&self, start: &K) -> impl Iterator<Item = &K> {
-        self.0.range_from(start).map(|(key, _)| key)
-    }
-}
-
-impl<K: Ord + Hash + Clone> PartialEq for SortedRunSet<K> {
-    fn eq(&self, other: &SortedRunSet<K>) -> bool {
-        self.0 == other.0
-    }
-}
-
-impl<K: Ord + Hash + Clone> Eq for SortedRunSet<K> {}
-
-impl<K: Clone> Default for SortedRunSet<K> {
-    fn default() -> SortedRunSet<K> {
-        SortedRunSet(SortedRunMap::default())
-    }
-}
-
-impl<K: Ord + Hash + Clone + fmt::Debug> fmt::Debug for SortedRunSet<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter()).finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -763,20 +703,6 @@ mod tests {
         assert_eq!(copy.len(), 2, "the copy keeps its length");
         assert_eq!(copy.get(&1).map(String::as_str), Some("run 1"), "the copy keeps its value");
         assert_eq!(copy.get(&3), None, "the copy lacks the new key");
-    }
-
-    #[test]
-    fn set_inserts_and_ranges() {
-        let mut set = SortedRunSet::from_sorted(vec![10, 20, 30]).expect("sorted keys");
-        assert!(set.insert(15), "15 is new");
-        assert!(!set.insert(20), "20 is in the run");
-        assert!(!set.insert(15), "15 is a later key");
-        assert!(set.contains(&30), "contains a run key");
-        assert_eq!(set.len(), 4, "four keys");
-        let from_twenty: Vec<u32> = set.range_from(&20).copied().collect();
-        assert_eq!(from_twenty, vec![20, 30], "keys from 20");
-        let repeated = SortedRunSet::from_sorted(vec![4, 7, 7]);
-        assert_eq!(repeated.err(), Some(7), "a repeated key");
     }
 
     #[test]
