@@ -557,7 +557,26 @@ mod tests {
         format!("{sign}{integer_part}.{fraction_part:0<FORMAT_SCALE_MIN$}")
     }
 
+    /// Formats as `format_balance` did before, with `format!`.
+    fn format_balance_by_format(amount: Decimal, currency: Currency) -> String {
+        let formatted = format_amount_by_padding(amount);
+        let (sign, magnitude) = match formatted.strip_prefix('-') {
+            Some(rest) => ("-", rest),
+            None => ("", formatted.as_str()),
+        };
+        match currency.symbol() {
+            Some(symbol) => format!("{sign}{symbol}{magnitude}"),
+            None => format!("{sign}{} {magnitude}", currency.code()),
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn format_balance_matches_old(mantissa in proptest::prelude::any::<i64>(), scale in 0u32..=6, currency in proptest::sample::select(Currency::all().to_vec())) {
+            let amount = Decimal::new(mantissa, scale);
+            proptest::prop_assert_eq!(format_balance(amount, currency), format_balance_by_format(amount, currency));
+        }
+
         #[test]
         fn format_amount_matches_old(mantissa in proptest::prelude::any::<i64>(), wide in proptest::prelude::any::<bool>(), scale in 0u32..=28) {
             let mantissa = if wide { i128::from(mantissa) << 32 } else { i128::from(mantissa) };
