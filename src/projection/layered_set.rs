@@ -29,9 +29,9 @@ use std::sync::Arc;
 use im::OrdSet;
 
 /// The maximum number of keys in the recent layer before it is merged into
-/// the middle run. A leaf of an `im` B-tree contains at least 32 keys once
-/// it splits, so 1,024 keys need at most 32 leaves, which fit under one
-/// root of up to 65 children.
+/// the middle run. A full node of an `im` B-tree splits into two of 32 keys
+/// (`MEDIAN` in im 15.1.0's `nodes/btree.rs`), so 1,024 keys need at most
+/// 32 leaves, which fit under one root of up to 65 children.
 const RECENT_KEYS_MAX: usize = 1024;
 
 /// The middle run is merged into the large run once it has more than
