@@ -243,6 +243,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn shared_digest_spans_layers() {
+        // Reference keys are a digest and a position. Of 32,000 keys, the
+        // first 29,725 end up in the large run, the next 2,050 in the
+        // middle run and the last 225 in the recent layer. Keys that share
+        // a digest sit in all three, and a lookup from the digest's first
+        // key must find all of them.
+        let mut set = LayeredSet::default();
+        let shared = 0x5eed_u64;
+        let positions = [7, 15_000, 30_500, 31_900];
+        for position in 0..32_000u32 {
+            let digest = if positions.contains(&position) {
+                shared
+            } else {
+                u64::from(position).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            };
+            assert!(set.insert((digest, position)), "key {position} is new");
+        }
+        assert_eq!(set.run.len(), 29_725, "keys in the large run");
+        assert_eq!(set.middle.len(), 2_050, "keys in the middle run");
+        assert_eq!(set.recent.len(), 225, "recent keys");
+        let found: Vec<u32> = set
+            .range_from(&(shared, 0))
+            .take_while(|(digest, _)| *digest == shared)
+            .map(|(_, position)| *position)
+            .collect();
+        assert_eq!(found, positions, "every key of the shared digest, in order");
+    }
+
     proptest! {
         /// The set agrees with a `BTreeSet` after any inserts into any run.
         #[test]
