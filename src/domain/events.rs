@@ -233,14 +233,10 @@ macro_rules! event_kinds {
                 }
             }
 
-            /// Serializes the event data (without its type) as JSON.
-            pub fn encode_data(&self) -> Vec<u8> {
-                // Serializing these plain structs into a Vec cannot fail:
-                // every field is a string, number, id or sequence of them.
-                match self {
-                    $(Event::$variant(data) => serde_json::to_vec(data)
-                        .expect("event data serializes to JSON"),)*
-                }
+            /// The event's data without its type, to serialize as the
+            /// `data` member of a stored body.
+            pub fn data(&self) -> EventDataOut<'_> {
+                EventDataOut(self)
             }
 
             /// Decodes event data of type `kind`, upcasting older schemas.
@@ -250,6 +246,14 @@ macro_rules! event_kinds {
                 serde::de::DeserializeSeed::deserialize(seed, &mut deserializer)
                     .and_then(|event| deserializer.end().map(|()| event))
                     .map_err(|source| DecodeError::Data { kind: kind.to_string(), source })
+            }
+        }
+
+        impl Serialize for EventDataOut<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self.0 {
+                    $(Event::$variant(data) => data.serialize(serializer),)*
+                }
             }
         }
 
@@ -280,6 +284,10 @@ macro_rules! event_kinds {
         }
     };
 }
+
+/// An event's data without its type, as `Event::data` returns it.
+#[derive(Debug, Clone, Copy)]
+pub struct EventDataOut<'a>(&'a Event);
 
 /// A reader of the data of one event type from any deserializer, so that a
 /// stored body is parsed in one pass, data included.

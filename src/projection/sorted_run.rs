@@ -155,8 +155,16 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
 
     /// Returns whether `key` is greater than every key of the run.
     fn follows_run(&self, key: &K) -> bool {
+        self.above_run(key.borrow())
+    }
+
+    /// Returns whether `key` is greater than every key of the run.
+    fn above_run<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
         match self.appended.last().or_else(|| self.run.last()) {
-            Some((last, _)) => key > last,
+            Some((last, _)) => key > last.borrow(),
             None => true,
         }
     }
@@ -182,6 +190,12 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
     where
         K: Borrow<Q>,
     {
+        // No layer contains a key above the run's last (see `insert`). New
+        // transaction ids come after every earlier one, and the check that
+        // such an id is new took a binary search of the whole run.
+        if self.above_run(key) {
+            return None;
+        }
         if let Some(entry) = self.later.get_key_value(key) {
             return Some(entry);
         }
