@@ -7,7 +7,7 @@ use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rust_decimal::Decimal;
 use subledger::api::format::to_xml;
-use subledger::api::views::{account_json, transaction_json};
+use subledger::api::views::{account_json, transaction_json, TransactionView};
 use subledger::domain::events::AccountStatus;
 use subledger::domain::ids::{Sid, SidKind};
 use subledger::domain::money::{parse_amount, Currency};
@@ -76,6 +76,13 @@ fn encode_responses(c: &mut Criterion) {
     });
     group.bench_function("transaction_json", |b| {
         b.iter(|| serde_json::to_string(&transaction_json(black_box(&transaction))).expect("JSON"));
+    });
+    // What a posting's JSON reply does, and the listing of transactions
+    // through a `Value` above.
+    group.bench_function("transaction_view", |b| {
+        b.iter(|| {
+            serde_json::to_vec(&TransactionView::new(black_box(&transaction))).expect("JSON")
+        });
     });
     group.bench_function("account_xml", |b| {
         b.iter(|| to_xml("Account", &account_json(black_box(&account))));

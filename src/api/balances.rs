@@ -11,7 +11,9 @@ use crate::api::auth::{scope, Scope};
 use crate::api::error::ApiError;
 use crate::api::format::Reply;
 use crate::api::params::{Body, Params};
-use crate::api::views::{list_json, parse_time, rfc2822, transaction_json, PageRequest};
+use crate::api::views::{
+    list_json, parse_time, rfc2822, transaction_json, PageRequest, TransactionView,
+};
 use crate::api::{path_sid, AppState, Call};
 use crate::domain::ids::{Sid, SidKind};
 use crate::domain::money::{format_amount, format_balance, parse_amount};
@@ -130,7 +132,7 @@ pub async fn post(
     let state = app.ledger.state();
     let (Outcome::Done(sid) | Outcome::Replayed(sid)) = outcome;
     let transaction = state.transaction(sid).ok_or_else(|| ApiError::not_found("transaction"))?;
-    let body = transaction_json(transaction);
+    let body = TransactionView::new(transaction);
     Ok(match outcome {
         Outcome::Done(_) => Reply::created("Transaction", body),
         Outcome::Replayed(_) => Reply::ok("Transaction", body).replayed(),
@@ -150,7 +152,7 @@ pub async fn fetch_transaction(
     let sid = path_sid(&path.1, SidKind::Transaction, "transaction")?;
     match call.state.transaction(sid) {
         Some(transaction) if transaction.account() == account.sid => {
-            Ok(Reply::ok("Transaction", transaction_json(transaction)))
+            Ok(Reply::ok("Transaction", TransactionView::new(transaction)))
         }
         _ => Err(ApiError::not_found("transaction")),
     }

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::api::error::ApiError;
 use crate::api::metrics::HttpMetrics;
+use crate::api::views::TransactionView;
 
 /// The representation a client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,21 +284,42 @@ fn render(
 pub struct Reply {
     pub status: StatusCode,
     pub root: &'static str,
-    pub body: Value,
+    pub body: Content,
     pub headers: Vec<(&'static str, String)>,
 }
 
+/// The body of a reply before it is rendered.
+pub enum Content {
+    Value(Value),
+    /// Serialized straight into a JSON body, and through a `Value` only for
+    /// XML (see `TransactionView`).
+    Transaction(Box<TransactionView>),
+}
+
+impl From<Value> for Content {
+    fn from(value: Value) -> Content {
+        Content::Value(value)
+    }
+}
+
+impl From<TransactionView> for Content {
+    fn from(view: TransactionView) -> Content {
+        Content::Transaction(Box::new(view))
+    }
+}
+
 impl Reply {
-    pub fn ok(root: &'static str, body: Value) -> Reply {
-        Reply { status: StatusCode::OK, root, body, headers: Vec::new() }
+    pub fn ok(root: &'static str, body: impl Into<Content>) -> Reply {
+        Reply { status: StatusCode::OK, root, body: body.into(), headers: Vec::new() }
     }
 
-    pub fn created(root: &'static str, body: Value) -> Reply {
-        Reply { status: StatusCode::CREATED, root, body, headers: Vec::new() }
+    pub fn created(root: &'static str, body: impl Into<Content>) -> Reply {
+        Reply { status: StatusCode::CREATED, root, body: body.into(), headers: Vec::new() }
     }
 
     pub fn no_content() -> Reply {
-        Reply { status: StatusCode::NO_CONTENT, root: "", body: Value::Null, headers: Vec::new() }
+        let body = Content::Value(Value::Null);
+        Reply { status: StatusCode::NO_CONTENT, root: "", body, headers: Vec::new() }
     }
 
     /// Marks the reply as the stored result of an earlier, identical request.
@@ -319,7 +341,17 @@ impl Responder for Reply {
         if self.status == StatusCode::NO_CONTENT {
             return builder.finish();
         }
-        let mut response = render(&mut builder, format_of(request), self.root, &self.body);
+        let format = format_of(request);
+        let mut response = match (&self.body, format) {
+            (Content::Value(value), _) => render(&mut builder, format, self.root, value),
+            (Content::Transaction(view), Format::Json) => builder
+                .content_type("application/json")
+                .body(serde_json::to_vec(view).expect("a transaction serializes")),
+            (Content::Transaction(view), Format::Xml) => {
+                let value = serde_json::to_value(view).expect("a transaction serializes");
+                render(&mut builder, format, self.root, &value)
+            }
+        };
         response.extensions_mut().insert(RenderedReply);
         response
     }
