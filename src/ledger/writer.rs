@@ -575,15 +575,17 @@ fn decide_one(
             idempotency,
         };
         let stream = event.stream();
-        let version = working.stream_versions.get(&stream).copied().unwrap_or(0) + 1;
         let seq = working.last_seq + 1;
-        if let Err(error) = working.apply(seq, &meta, &event) {
-            tracing::error!(%error, request_id = %context.request_id, "decided event does not apply");
-            *working = rebuild(base, pending);
-            return Err(DomainError::ConcurrencyConflict(format!(
-                "the request conflicts with the current state: {error}"
-            )));
-        }
+        let version = match working.apply(seq, &meta, &event) {
+            Ok(version) => version,
+            Err(error) => {
+                tracing::error!(%error, request_id = %context.request_id, "decided event does not apply");
+                *working = rebuild(base, pending);
+                return Err(DomainError::ConcurrencyConflict(format!(
+                    "the request conflicts with the current state: {error}"
+                )));
+            }
+        };
         new_events.push(PendingEvent { seq, stream, version, meta, event });
     }
     pending.extend(new_events);

@@ -211,7 +211,7 @@ impl State {
     /// Folds a recorded event in, checking its sequence and stream version.
     pub fn apply_recorded(&mut self, recorded: &RecordedEvent) -> Result<(), ApplyError> {
         self.check_recorded(recorded)?;
-        self.apply(recorded.seq, &recorded.meta, &recorded.event)
+        self.apply(recorded.seq, &recorded.meta, &recorded.event).map(|_| ())
     }
 
     /// Checks that a recorded event comes next: its sequence number and
@@ -237,22 +237,24 @@ impl State {
         Ok(())
     }
 
-    /// Folds one event in. The caller has checked the sequence number.
-    pub fn apply(&mut self, seq: u64, meta: &EventMeta, event: &Event) -> Result<(), ApplyError> {
+    /// Folds one event in and returns its stream's new version. The caller
+    /// has checked the sequence number.
+    pub fn apply(&mut self, seq: u64, meta: &EventMeta, event: &Event) -> Result<u64, ApplyError> {
         self.apply_with(seq, meta, event, None)
     }
 
     /// Folds one event in. With `deferred`, a posting goes into it instead
     /// of into `transaction_order` and the indexes, and so does the check
     /// of an `Idempotency-Key` record against its posting. `BulkFold`
-    /// builds and checks them all at the end.
+    /// builds and checks them all at the end. Returns the stream's new
+    /// version.
     fn apply_with(
         &mut self,
         seq: u64,
         meta: &EventMeta,
         event: &Event,
         deferred: Option<&mut bulk::Deferred>,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<u64, ApplyError> {
         let at = meta.recorded_at;
         match event {
             Event::DeveloperCreated(e) => {
@@ -466,12 +468,15 @@ impl State {
         self.last_seq = seq;
         let stream = event.stream();
         match self.stream_versions.get_mut(&stream) {
-            Some(version) => *version += 1,
+            Some(version) => {
+                *version += 1;
+                Ok(*version)
+            }
             None => {
                 self.stream_versions.insert(stream, 1);
+                Ok(1)
             }
         }
-        Ok(())
     }
 
     fn apply_posting(

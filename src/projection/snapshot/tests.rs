@@ -55,7 +55,10 @@ impl Ledger {
         let seq = self.state.last_seq + 1;
         let recorded_at = Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap();
         let meta = EventMeta { recorded_at, actor, request_id: String::new(), idempotency: None };
-        self.state.apply(seq, &meta, &event)
+        let version = self.state.apply(seq, &meta, &event)?;
+        let stored = self.state.stream_versions.get(&event.stream()).copied();
+        assert_eq!(stored, Some(version), "apply returns the stream's new version");
+        Ok(())
     }
 
     /// Posts the next TOPUP.
