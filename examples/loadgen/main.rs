@@ -98,7 +98,9 @@ pub struct ServerArgs {
     /// per CPU core).
     #[arg(long)]
     server_workers: Option<usize>,
-    /// `RUST_LOG` of the server. At `info` it logs one line per request.
+    /// `RUST_LOG` of the server: a filter such as `info` or `warn`, not a
+    /// file. At `info` it logs one line per request. The start lines that
+    /// the load generator reads stay on whatever the filter.
     #[arg(long, default_value = "info")]
     server_log: String,
 }

@@ -23,6 +23,20 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// fixes at 100 on x86 and arm64.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
+/// Returns the server's `RUST_LOG`: `filter`, then the directive that keeps
+/// the `listening` and `projections rebuilt` lines of `subledger::server`.
+/// Without them a filter such as `warn` left the start waiting for
+/// `START_TIMEOUT` without a word.
+fn start_filter(filter: &str) -> String {
+    if filter.trim().is_empty() {
+        return START_LINES_DIRECTIVE.to_string();
+    }
+    format!("{filter},{START_LINES_DIRECTIVE}")
+}
+
+/// The `RUST_LOG` directive of the server's start lines.
+const START_LINES_DIRECTIVE: &str = "subledger::server=info";
+
 /// Settings of a server start.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -76,7 +90,7 @@ impl ServerProcess {
             .arg("127.0.0.1:0")
             .env("SUBLEDGER_PLATFORM_KEY", &options.platform_key)
             .env("SUBLEDGER_AES_KEY", &options.aes_key)
-            .env("RUST_LOG", &options.log_filter)
+            .env("RUST_LOG", start_filter(&options.log_filter))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
