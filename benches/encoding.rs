@@ -77,8 +77,8 @@ fn encode_responses(c: &mut Criterion) {
     group.bench_function("transaction_json", |b| {
         b.iter(|| serde_json::to_string(&transaction_json(black_box(&transaction))).expect("JSON"));
     });
-    // What a posting's JSON reply does, and the listing of transactions
-    // through a `Value` above.
+    // A posting's JSON reply. Listings go through a `Value`, as
+    // `transaction_json` above does.
     group.bench_function("transaction_view", |b| {
         b.iter(|| {
             serde_json::to_vec(&TransactionView::new(black_box(&transaction))).expect("JSON")

@@ -26,7 +26,7 @@ const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 /// Returns the server's `RUST_LOG`: `filter`, then the directive that keeps
 /// the `listening` and `projections rebuilt` lines of `subledger::server`.
 /// Without them a filter such as `warn` left the start waiting for
-/// `START_TIMEOUT` without a word.
+/// `START_TIMEOUT` without a message.
 fn start_filter(filter: &str) -> String {
     if filter.trim().is_empty() {
         return START_LINES_DIRECTIVE.to_string();

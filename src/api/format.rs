@@ -268,15 +268,22 @@ fn render(
     body: &Value,
 ) -> HttpResponse {
     match format {
-        // `to_vec` writes straight into the buffer. `to_string` goes through
-        // `Display` and a formatter adapter, with the same bytes.
-        Format::Json => builder
-            .content_type("application/json")
-            .body(serde_json::to_vec(body).expect("a JSON value serializes")),
+        Format::Json => render_json(builder, body),
         Format::Xml => {
             builder.content_type("application/xml; charset=utf-8").body(to_xml(root, body))
         }
     }
+}
+
+/// Renders `body` as a JSON response.
+fn render_json(
+    builder: &mut actix_web::HttpResponseBuilder,
+    body: &impl serde::Serialize,
+) -> HttpResponse {
+    // `to_vec` writes straight into the buffer. `to_string` goes through
+    // `Display` and a formatter adapter, with the same bytes.
+    let bytes = serde_json::to_vec(body).expect("a JSON body serializes");
+    builder.content_type("application/json").body(bytes)
 }
 
 /// A successful response: a status and a JSON value, rendered as JSON or
@@ -344,9 +351,7 @@ impl Responder for Reply {
         let format = format_of(request);
         let mut response = match (&self.body, format) {
             (Content::Value(value), _) => render(&mut builder, format, self.root, value),
-            (Content::Transaction(view), Format::Json) => builder
-                .content_type("application/json")
-                .body(serde_json::to_vec(view).expect("a transaction serializes")),
+            (Content::Transaction(view), Format::Json) => render_json(&mut builder, view),
             (Content::Transaction(view), Format::Xml) => {
                 let value = serde_json::to_value(view).expect("a transaction serializes");
                 render(&mut builder, format, self.root, &value)

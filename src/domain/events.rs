@@ -233,8 +233,8 @@ macro_rules! event_kinds {
                 }
             }
 
-            /// The event's data without its type, to serialize as the
-            /// `data` member of a stored body.
+            /// Returns the event's data without its type, to serialize as
+            /// the `data` member of a stored body.
             pub fn data(&self) -> EventDataOut<'_> {
                 EventDataOut(self)
             }

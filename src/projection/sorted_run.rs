@@ -154,11 +154,6 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
     }
 
     /// Returns whether `key` is greater than every key of the run.
-    fn follows_run(&self, key: &K) -> bool {
-        self.above_run(key.borrow())
-    }
-
-    /// Returns whether `key` is greater than every key of the run.
     fn above_run<Q: Ord + ?Sized>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -253,7 +248,7 @@ impl<K: Ord + Hash + Clone, V: Clone> SortedRunMap<K, V> {
         // A key above the run's last is in no layer: `removed` contains
         // only keys of the run, and `later` only keys that were not above
         // the run's last when they were inserted.
-        if self.follows_run(&key) {
+        if self.above_run(&key) {
             self.appended.push_back((key, value));
             return None;
         }

@@ -303,8 +303,8 @@ pub fn encode_body(pending: &PendingEvent) -> Vec<u8> {
 /// written twice or parsed again.
 fn write_body(pending: &PendingEvent, out: &mut Vec<u8>) {
     let body = body_out(pending, pending.event.data());
-    // Serializing into a Vec cannot fail: every field is a string, number,
-    // id or sequence of them.
+    // serde_json fails only on a map key that is not a string, or on an
+    // error that a type's own `Serialize` returns, and the body has neither.
     serde_json::to_writer(out, &body).expect("event body serializes to JSON");
 }
 
